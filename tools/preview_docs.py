@@ -31,6 +31,7 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
   nav.preview-nav.bottom { border-top: 1px solid #ddd; border-bottom: none; margin-top: 2rem; }
   p.description { font-style: italic; font-size: 135%; opacity: .7; margin-top: -.5rem; }
   .jp-RenderedImage img { max-width: 100%; height: auto; }
+  div[class^="callout"] { border-left: 4px solid #2780e3; background: #f3f8fe; padding: .2rem 1rem; margin: 1rem 0; }
 </style>
 {% endblock extra_css %}
 {%- block body_header -%}
@@ -67,6 +68,14 @@ def split_options(src):
         i += 1
     return opts, '\n'.join(lines[i:])
 
+def pandoc_to_html(md):
+    "The bits of Pandoc markdown nbdev emits that plain markdown lacks: link attributes and ::: divs."
+    md = re.sub(r'\[([^\]]*)\]\(([^)\s]*)\)\{([^}]*)\}',
+                lambda m: f'<a href="{m.group(2)}" {m.group(3)}>{m.group(1)}</a>', md)
+    md = re.sub(r'^:::+\s*\{([^}]*)\}\s*$',
+                lambda m: '<div class="' + ' '.join(re.findall(r'\.([\w-]+)', m.group(1))) + '">\n', md, flags=re.M)
+    return re.sub(r'^:::+\s*$', '\n</div>', md, flags=re.M)
+
 def prepare(nb, yaml):
     "Turn the front-matter cell into a title, apply Quarto cell options; return (nb, front matter)."
     import nbformat
@@ -78,8 +87,12 @@ def prepare(nb, yaml):
             if fm.get('description'): head += f"\n<p class=\"description\">{html.escape(fm['description'])}</p>\n"
             cells.append(nbformat.v4.new_markdown_cell(head))
             continue
+        if c.cell_type == 'markdown': c.source = pandoc_to_html(c.source)
         if c.cell_type == 'code':
             opts, c.source = split_options(c.source)
+            for o in c.get('outputs', []):
+                md = o.get('data', {}).get('text/markdown')
+                if md: o['data']['text/markdown'] = pandoc_to_html(md)
             if opts.get('include') == 'false' or 'hide' in opts: continue
             tags = set(c.metadata.get('tags', []))
             if opts.get('echo') == 'false' or not c.source.strip(): tags.add('preview-no-input')
@@ -145,6 +158,7 @@ def main():
 
     pages = []
     for p in page_order(proc):
+        if not (cfg.nbs_path / p.relative_to(proc)).exists(): continue   # stale copy of a removed notebook
         nb, fm = prepare(nbformat.read(p, as_version=4), yaml)
         rel = p.relative_to(proc).with_suffix('.html')
         pages.append(dict(nb=nb, rel=rel, href=rel.as_posix(), title=fm.get('title', p.stem),

@@ -6,11 +6,11 @@
 __all__ = ['ct_num_scales', 'ct_ema_decay', 'ict_num_scales', 'ict_index_probs', 'sample_uniform_index', 'sample_lognormal_index',
            'ect_stage', 'ect_r_from_t', 'sample_ect_t_r']
 
-# %% ../nbs/05_curricula.ipynb #96c330d1
+# %% ../nbs/05_curricula.ipynb #56bdca8b
 import math
 import torch
 
-# %% ../nbs/05_curricula.ipynb #7022e555
+# %% ../nbs/05_curricula.ipynb #1fd66fc9
 def _check_progress(k, # current iteration, must be >= 0
                     K): # total iterations, must be > 0
     "Raise a `ValueError` unless K > 0 and k >= 0."
@@ -22,7 +22,7 @@ def _check_scales(s0, # initial number of scales
     "Raise a `ValueError` unless 1 <= s0 <= s1."
     if not 1 <= s0 <= s1: raise ValueError(f"need 1 <= s0 <= s1, got s0={s0}, s1={s1}")
 
-# %% ../nbs/05_curricula.ipynb #5b08f858
+# %% ../nbs/05_curricula.ipynb #615990ea
 def ct_num_scales(k:int,      # current training iteration, k >= 0
                   K:int,      # total training iterations K > 0
                   s0:int=2,   # number of levels at k = 0
@@ -33,7 +33,7 @@ def ct_num_scales(k:int,      # current training iteration, k >= 0
     k = min(k, K)  # hold the final value after the planned run
     return math.ceil(math.sqrt(k / K * ((s1 + 1)**2 - s0**2) + s0**2) - 1) + 1
 
-# %% ../nbs/05_curricula.ipynb #0b15773d
+# %% ../nbs/05_curricula.ipynb #f32d6786
 def ct_ema_decay(k:int,        # current training iteration, k >= 0
                  K:int,        # total training iterations K > 0
                  s0:int=2,     # number of levels at k = 0
@@ -44,7 +44,7 @@ def ct_ema_decay(k:int,        # current training iteration, k >= 0
     if not 0 < mu0 < 1: raise ValueError(f"mu0 must lie in (0, 1), got mu0={mu0}")
     return math.exp(s0 * math.log(mu0) / ct_num_scales(k, K, s0, s1))
 
-# %% ../nbs/05_curricula.ipynb #6a5d89b5
+# %% ../nbs/05_curricula.ipynb #f0ec6b5f
 def ict_num_scales(k:int,      # current training iteration, k >= 0
                    K:int,      # total training iterations K > 0
                    s0:int=10,  # number of intervals at k = 0 (N(0) = s0 + 1)
@@ -56,7 +56,7 @@ def ict_num_scales(k:int,      # current training iteration, k >= 0
     doublings = min(int(k // K_stage), 64)  # beyond ~64 the cap s1 has long been reached
     return min(s0 * 2 ** doublings, s1) + 1
 
-# %% ../nbs/05_curricula.ipynb #8fa7a257
+# %% ../nbs/05_curricula.ipynb #b2be2bc7
 def ict_index_probs(sigmas:torch.Tensor, # ascending noise levels σ_1 < … < σ_N, shape (N,)
                     p_mean:float=-1.1,   # mean of ln σ under the lognormal
                     p_std:float=2.0,     # standard deviation of ln σ under the lognormal
@@ -70,7 +70,7 @@ def ict_index_probs(sigmas:torch.Tensor, # ascending noise levels σ_1 < … < �
     if not mass.sum() > 0: raise ValueError("the lognormal puts no mass on [sigma_min, sigma_max]")
     return mass / mass.sum()
 
-# %% ../nbs/05_curricula.ipynb #b6211ed4
+# %% ../nbs/05_curricula.ipynb #a58dd2a1
 def _generator_device(generator): # a torch.Generator or None
     "The device random numbers are drawn on: the generator's, or the CPU when there is none."
     return generator.device if generator is not None else torch.device('cpu')
@@ -85,7 +85,7 @@ def sample_uniform_index(n_scales:int,  # number of noise levels N (at least 2)
     idx = torch.randint(0, n_scales - 1, (batch,), generator=generator, device=_generator_device(generator))
     return idx if device is None else idx.to(device)
 
-# %% ../nbs/05_curricula.ipynb #5707d58d
+# %% ../nbs/05_curricula.ipynb #1e57dd4e
 def sample_lognormal_index(sigmas:torch.Tensor, # ascending noise levels, shape (N,)
                            batch:int,           # number of indices to draw
                            generator:torch.Generator|None=None, # source of randomness
@@ -98,7 +98,7 @@ def sample_lognormal_index(sigmas:torch.Tensor, # ascending noise levels, shape 
     idx = torch.multinomial(p, batch, replacement=True, generator=generator)
     return idx if device is None else idx.to(device)
 
-# %% ../nbs/05_curricula.ipynb #e528f130
+# %% ../nbs/05_curricula.ipynb #8536ae4a
 def ect_stage(it:int,              # current training iteration, >= 0
               iters_per_stage:int, # length of one stage, > 0
              ) -> int:
@@ -107,7 +107,7 @@ def ect_stage(it:int,              # current training iteration, >= 0
     if it < 0: raise ValueError(f"iteration must be >= 0, got it={it}")
     return int(it // iters_per_stage)
 
-# %% ../nbs/05_curricula.ipynb #33507081
+# %% ../nbs/05_curricula.ipynb #116ae7d2
 def ect_r_from_t(t,                  # larger noise level(s) t > 0: float or tensor
                  stage:int,          # ECT stage, >= 0 (see `ect_stage`)
                  q:float=2.,         # each stage divides the relative gap 1 − r/t by q (> 1)
@@ -123,7 +123,7 @@ def ect_r_from_t(t,                  # larger noise level(s) t > 0: float or ten
     widen = 1 + k * torch.sigmoid(-b * t) if variant == 'sigmoid' else 1.
     return (t * (1 - q ** -(stage + 1) * widen)).clamp(min=0)
 
-# %% ../nbs/05_curricula.ipynb #b29489fc
+# %% ../nbs/05_curricula.ipynb #68bc315e
 def sample_ect_t_r(batch:int,          # number of pairs to draw
                    stage:int,          # ECT stage, >= 0
                    generator:torch.Generator|None=None, # source of randomness

@@ -7,7 +7,7 @@ __all__ = ['squared_l2', 'l1', 'pseudo_huber', 'lpips_metric', 'uniform_weight',
            'student_and_target', 'noise_like', 'consistency_pair', 'ConsistencyTraining', 'ImprovedCT', 'EasyCT',
            'ConsistencyDistillation', 'EDMDenoising', 'energy_distance']
 
-# %% ../nbs/06_losses.ipynb #d8a72e91
+# %% ../nbs/06_losses.ipynb #08bb0986
 import math
 from pathlib import Path
 import torch
@@ -17,7 +17,7 @@ from .pf_ode import karras_sigmas, expand_sigma, heun_step
 from .curricula import (ct_num_scales, ct_ema_decay, ict_num_scales, ect_stage,
                                           sample_uniform_index, sample_lognormal_index, sample_ect_t_r)
 
-# %% ../nbs/06_losses.ipynb #762edbb7
+# %% ../nbs/06_losses.ipynb #c602a519
 def _flat_diff(x, y):
     "x − y flattened to (B, d), in float32 or wider."
     dt = torch.promote_types(x.dtype, torch.float32)
@@ -33,7 +33,7 @@ def l1(x:torch.Tensor, # batch (B, ...)
     "ℓ1 distance ‖x − y‖₁ per sample, shape (B,)."
     return _flat_diff(x, y).abs().sum(1)
 
-# %% ../nbs/06_losses.ipynb #6e432a9a
+# %% ../nbs/06_losses.ipynb #8dcf2061
 def pseudo_huber(x:torch.Tensor, # batch (B, ...)
                  y:torch.Tensor, # batch of the same shape
                  c:float=None):  # scale c; None gives iCT's 0.00054·√d, d = elements per sample
@@ -43,7 +43,7 @@ def pseudo_huber(x:torch.Tensor, # batch (B, ...)
     sq = diff.pow(2).sum(1) + c ** 2
     return sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt() - c
 
-# %% ../nbs/06_losses.ipynb #7f3ebfe2
+# %% ../nbs/06_losses.ipynb #18cfb593
 def lpips_metric(net:str='vgg',              # LPIPS backbone: 'vgg', 'alex' or 'squeeze'
                  allow_download:bool=False):  # fetch the backbone weights if they are not cached
     "LPIPS distance from the optional `lpips` package, as a metric d(x, y) -> (B,) on images in [−1, 1]."
@@ -63,7 +63,7 @@ def lpips_metric(net:str='vgg',              # LPIPS backbone: 'vgg', 'alex' or 
         return model.to(x.device)(x, y).flatten()
     return d
 
-# %% ../nbs/06_losses.ipynb #d0d4e795
+# %% ../nbs/06_losses.ipynb #9137edc6
 def uniform_weight(t:torch.Tensor, # student levels (B,)
                    r:torch.Tensor): # target levels (B,)
     "λ ≡ 1 (Song et al. 2023)."
@@ -79,7 +79,7 @@ def edm_weight(sigma:torch.Tensor,   # noise levels (B,)
     "EDM's λ(σ) = (σ² + σ_d²)/(σ·σ_d)²."
     return (sigma ** 2 + sigma_data ** 2) / (sigma * sigma_data) ** 2
 
-# %% ../nbs/06_losses.ipynb #b23d4bfa
+# %% ../nbs/06_losses.ipynb #ee2bf010
 def adaptive_weight(x:torch.Tensor, # student output (B, ...)
                     y:torch.Tensor, # target (B, ...)
                     c:float=0.,     # smoothing constant c
@@ -87,7 +87,7 @@ def adaptive_weight(x:torch.Tensor, # student output (B, ...)
     "ECT's adaptive weight w = 1/(‖x − y‖² + c²)^p per sample, with no gradient."
     return (squared_l2(x, y).detach() + c ** 2) ** -p
 
-# %% ../nbs/06_losses.ipynb #2a05a4cc
+# %% ../nbs/06_losses.ipynb #65da1b6f
 def _rng_state(device):
     "State of the global generator that dropout on `device` draws from."
     device = torch.device(device)
@@ -114,7 +114,7 @@ def student_and_target(model,               # student f_θ(x, σ, **kwargs)
     if share_dropout: _set_rng_state(after, dev)
     return out_t, out_r
 
-# %% ../nbs/06_losses.ipynb #2d36af39
+# %% ../nbs/06_losses.ipynb #e5f46605
 def noise_like(x:torch.Tensor, # batch whose shape, dtype and device the noise takes
                generator:torch.Generator=None): # source of randomness (None: the global generator)
     "Standard normal noise like `x`, drawn on the generator's device."
@@ -134,7 +134,7 @@ def consistency_pair(model,                 # student f_θ(x, σ, **kwargs)
                                   torch.where(r > 0, r, t), target, **kwargs)
     return f_t, torch.where(keep, f_r, x0)
 
-# %% ../nbs/06_losses.ipynb #189d28f3
+# %% ../nbs/06_losses.ipynb #b555788b
 def _check_finite(obj, x:torch.Tensor):
     "Raise a ValueError naming the objective if the batch has non-finite values."
     bad = int((~torch.isfinite(x)).sum())
@@ -144,7 +144,7 @@ def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor):
     "Levels (t, r) = (σ_{n+1}, σ_n) of pair indices n, in x's dtype and on its device."
     return sigmas[n + 1].to(device=x.device, dtype=x.dtype), sigmas[n].to(device=x.device, dtype=x.dtype)
 
-# %% ../nbs/06_losses.ipynb #64717c4e
+# %% ../nbs/06_losses.ipynb #16d549ef
 class ConsistencyTraining:
     "Consistency training (Song et al. 2023, Alg. 3): EMA target, uniform pairs on a growing Karras grid."
     needs_target = True
@@ -164,7 +164,7 @@ class ConsistencyTraining:
         f_t, f_r = consistency_pair(model, x0, t, r, target, generator, **kwargs)
         return self.weighting(t, r) * self.metric(f_t, f_r), dict(num_scales=N, target_decay=self.target_decay(step))
 
-# %% ../nbs/06_losses.ipynb #f7ebb9a6
+# %% ../nbs/06_losses.ipynb #ba37a884
 class ImprovedCT:
     "iCT (Song & Dhariwal 2023): stop-grad student target, lognormal pairs, pseudo-Huber, λ = 1/Δσ."
     needs_target = False
@@ -184,7 +184,7 @@ class ImprovedCT:
         f_t, f_r = consistency_pair(model, x0, t, r, None, generator, **kwargs)  # θ⁻ = θ
         return self.weighting(t, r) * self.metric(f_t, f_r), dict(num_scales=N)
 
-# %% ../nbs/06_losses.ipynb #b13e5c8d
+# %% ../nbs/06_losses.ipynb #65b4ffb8
 class EasyCT:
     "ECT (Geng et al. 2024): continuous t, r(t) by stage, stop-grad target, (√(‖Δ‖²+c²) − c)/(t − r)."
     needs_target = False
@@ -201,7 +201,7 @@ class EasyCT:
         f_t, f_r = consistency_pair(model, x0, t, r, None, generator, **kwargs)  # θ⁻ = θ, target x0 where r = 0
         return gap_weight(t, r) * pseudo_huber(f_t, f_r, self.c), dict(stage=stage, frac_r0=(r == 0).float().mean())
 
-# %% ../nbs/06_losses.ipynb #32392a58
+# %% ../nbs/06_losses.ipynb #1742d627
 class ConsistencyDistillation:
     "Consistency distillation (Song et al. 2023, Alg. 2): a teacher's ODE step makes the pair, EMA target."
     needs_target = True
@@ -223,7 +223,7 @@ class ConsistencyDistillation:
         f_t, f_r = student_and_target(model, x_t, t, x_r, r, target, **kwargs)
         return self.weighting(t, r) * self.metric(f_t, f_r), dict(num_scales=self.num_scales, target_decay=self.mu)
 
-# %% ../nbs/06_losses.ipynb #1adc8a11
+# %% ../nbs/06_losses.ipynb #41e6baea
 class EDMDenoising:
     "EDM's denoising loss: lognormal σ, λ(σ)·‖D_θ(x + σε, σ) − x‖²."
     needs_target = False
@@ -237,7 +237,7 @@ class EDMDenoising:
         y = x0 + expand_sigma(sigma, x0) * noise_like(x0, generator)
         return edm_weight(sigma, self.sigma_data) * self.metric(model(y, sigma, **kwargs), x0), {}
 
-# %% ../nbs/06_losses.ipynb #75f41558
+# %% ../nbs/06_losses.ipynb #04fcdb69
 def energy_distance(x:torch.Tensor, # samples of P, shape (n, ...)
                     y:torch.Tensor): # samples of Q, shape (m, ...)
     "Unbiased (U-statistic) estimate of the energy distance 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖, a 0-d float64 tensor."

@@ -6,14 +6,14 @@
 __all__ = ['network_presets', 'PositionalEmbedding', 'FourierEmbedding', 'NoiseEmbedding', 'MLPBlock', 'MLP', 'group_norm',
            'resample', 'Attention', 'ResBlock', 'UNet', 'unet_summary', 'build_network']
 
-# %% ../nbs/07_networks.ipynb #4e452ac8
-import math, copy
+# %% ../nbs/07_networks.ipynb #ee04ea8d
+import math
 import torch
 import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-# %% ../nbs/07_networks.ipynb #0993f429
+# %% ../nbs/07_networks.ipynb #096a8e52
 class PositionalEmbedding(nn.Module):
     "Sinusoidal embedding of a scalar per sample: [sin(ω_i c), cos(ω_i c)], ω_i from 1 down to 1/max_positions."
     def __init__(self, num_channels:int,         # output width n (even)
@@ -38,7 +38,7 @@ class FourierEmbedding(nn.Module):
         arg = c.reshape(-1, 1) * self.freqs.to(c.dtype)
         return torch.cat([arg.sin(), arg.cos()], dim=1)
 
-# %% ../nbs/07_networks.ipynb #9784bfbf
+# %% ../nbs/07_networks.ipynb #ebd822c9
 class NoiseEmbedding(nn.Module):
     "c_noise (B,) and optional class labels -> conditioning vector (B, emb_channels)."
     def __init__(self, noise_channels:int,      # width of the sinusoidal embedding
@@ -66,7 +66,7 @@ class NoiseEmbedding(nn.Module):
             e = e + self.label(y.to(w.dtype) * math.sqrt(self.label_dim))
         return self.mlp(e)
 
-# %% ../nbs/07_networks.ipynb #aec70f35
+# %% ../nbs/07_networks.ipynb #5f600d0e
 class MLPBlock(nn.Module):
     "Pre-norm residual MLP block with the conditioning vector added after the first layer."
     def __init__(self, hidden:int, # width
@@ -80,6 +80,7 @@ class MLPBlock(nn.Module):
         r = self.fc0(F.silu(self.norm(h))) + self.affine(emb)
         return h + self.fc1(self.drop(F.silu(r)))
 
+# %% ../nbs/07_networks.ipynb #98eef471
 class MLP(nn.Module):
     "Residual MLP backbone for (B, dim) toys: F(x_in, c_noise, class_labels) -> (B, dim)."
     def __init__(self, dim:int=2,          # data dimension
@@ -102,7 +103,7 @@ class MLP(nn.Module):
         for block in self.blocks: h = block(h, emb)
         return self.out(F.silu(self.out_norm(h)))
 
-# %% ../nbs/07_networks.ipynb #acde62b6
+# %% ../nbs/07_networks.ipynb #bd5fa897
 def group_norm(channels:int, # number of channels to normalise
                eps:float=1e-6) -> nn.GroupNorm:
     "GroupNorm with up to 32 groups of at least 4 channels, the group count dividing `channels`."
@@ -114,7 +115,7 @@ def resample(x, mode:str=None): # mode: 'down' (2x2 average), 'up' (nearest x2) 
     if mode == 'up': return F.interpolate(x, scale_factor=2, mode='nearest')
     return x
 
-# %% ../nbs/07_networks.ipynb #3db1e05e
+# %% ../nbs/07_networks.ipynb #91c08388
 class Attention(nn.Module):
     "Multi-head self-attention over the H·W positions of a feature map (residual part only)."
     def __init__(self, channels:int, # feature channels C
@@ -130,7 +131,7 @@ class Attention(nn.Module):
         a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
         return self.proj(a.transpose(-1, -2).reshape(B, C, H, W))
 
-# %% ../nbs/07_networks.ipynb #b3e9ee51
+# %% ../nbs/07_networks.ipynb #9bd9580e
 class ResBlock(nn.Module):
     "DDPM++ residual block: GN-SiLU-conv, noise modulation, GN-SiLU-dropout-conv, 1/√2 skip; optional attention."
     def __init__(self, cin:int, cout:int,   # input and output channels
@@ -161,7 +162,7 @@ class ResBlock(nn.Module):
         h = (self.conv1(self.drop(h)) + (skip if self.skip is None else self.skip(skip))) * 2 ** -0.5
         return h if self.attn is None else (h + self.attn(h)) * 2 ** -0.5
 
-# %% ../nbs/07_networks.ipynb #5d7bd982
+# %% ../nbs/07_networks.ipynb #57cecb5f
 class UNet(nn.Module):
     "DDPM++/NCSN++-style UNet: F(x_in (B,C,H,W), c_noise (B,), class_labels) -> (B, out_channels, H, W)."
     def __init__(self, img_resolution:int,      # input height = width (sets where attention sits)
@@ -190,7 +191,7 @@ class UNet(nn.Module):
         self.out_norm, self.out_conv = group_norm(cout), nn.Conv2d(cout, self.out_channels, 3, padding=1)
         nn.init.zeros_(self.out_conv.weight); nn.init.zeros_(self.out_conv.bias)
 
-# %% ../nbs/07_networks.ipynb #040d03ae
+# %% ../nbs/07_networks.ipynb #126660aa
 def _unet_encoder(res, cin, model_channels, channel_mult, num_blocks, attn_resolutions, kw):
     "Encoder blocks by name and the channel counts of the skips they leave."
     enc, cout = nn.ModuleDict(), model_channels
@@ -217,7 +218,7 @@ def _unet_decoder(res, model_channels, channel_mult, num_blocks, attn_resolution
             dec[f'{r}x{r}_block{i}'] = ResBlock(cin, cout, attention=(i == num_blocks and r in attn_resolutions), **kw)
     return dec
 
-# %% ../nbs/07_networks.ipynb #a741d9ae
+# %% ../nbs/07_networks.ipynb #c5a71dd2
 @patch
 def forward(self:UNet, x_in:torch.Tensor,  # (B, in_channels, H, W), H and W divisible by 2^(levels-1)
             noise_labels:torch.Tensor,     # (B,) c_noise(σ)
@@ -232,7 +233,7 @@ def forward(self:UNet, x_in:torch.Tensor,  # (B, in_channels, H, W), H and W div
         x = m(x, emb)
     return self.out_conv(F.silu(self.out_norm(x))).to(x_in.dtype)
 
-# %% ../nbs/07_networks.ipynb #55621430
+# %% ../nbs/07_networks.ipynb #89395978
 def unet_summary(net:UNet) -> str:
     "A table of the UNet's blocks: name, resolution, channels in -> out, attention, parameters."
     n = lambda m: sum(p.numel() for p in m.parameters())
@@ -247,7 +248,7 @@ def unet_summary(net:UNet) -> str:
     lines += [f'{a:<20}{b:>7}{c:>6}{d:>6}{e:>6}{f:>12,}' for a, b, c, d, e, f in rows]
     return '\n'.join(lines + [f'{"total":<51}{n(net):>12,}'])
 
-# %% ../nbs/07_networks.ipynb #c2e70317
+# %% ../nbs/07_networks.ipynb #967e0bfe
 network_presets = {
     'mlp2d':          dict(kind='mlp', dim=2, hidden=256, depth=4, emb_dim=64),
     'unet_tiny':      dict(kind='unet', img_resolution=16, in_channels=1, model_channels=32, channel_mult=(1, 2),

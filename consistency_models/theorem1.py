@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['cd_base_case', 'zero_cd_loss_model', 'trajectory_points', 'loglog_slope', 'theorem1_errors', 'theorem1_report']
 
-# %% ../nbs/02_theorem1.ipynb #66ed7c96
+# %% ../nbs/02_theorem1.ipynb #df4a4aeb
 from contextlib import contextmanager
 import numpy as np
 import torch
-from .pf_ode import (karras_sigmas, expand_sigma, euler_step, heun_step,
-                                       toy_gaussian, toy_mixture)
+from .pf_ode import karras_sigmas, expand_sigma, euler_step, heun_step
+from .pf_ode import toy_gaussian, toy_mixture
 from .parameterization import boundary_scalings
 
-# %% ../nbs/02_theorem1.ipynb #85b49f85
+# %% ../nbs/02_theorem1.ipynb #bac6207c
 def cd_base_case(denoiser,              # teacher denoiser D(x, σ)
                  x:torch.Tensor,        # states at the smallest grid level σ_1, shape (B, d)
                  sigma_1:float,         # the smallest grid level σ_1
@@ -27,7 +27,7 @@ def cd_base_case(denoiser,              # teacher denoiser D(x, σ)
     backbone = (denoiser(x, sigma_1) - e_skip * x) / e_out
     return c_skip * x + c_out * backbone
 
-# %% ../nbs/02_theorem1.ipynb #ac10cdff
+# %% ../nbs/02_theorem1.ipynb #c36b73ed
 @contextmanager
 def _one_thread():
     "Run the enclosed torch CPU work single-threaded, then restore the thread count."
@@ -51,7 +51,7 @@ def zero_cd_loss_model(denoiser,               # teacher denoiser D(x, σ) the s
             x[m:] = step(denoiser, x[m:].reshape(-1, d), s[m], s[m - 1]).reshape(N - m, B, d)
     return cd_base_case(denoiser, x.reshape(-1, d), s[0], sigma_data, boundary_sigma_min).reshape(N, B, d)
 
-# %% ../nbs/02_theorem1.ipynb #2acf5556
+# %% ../nbs/02_theorem1.ipynb #0977ffa3
 def trajectory_points(toy,                          # toy distribution with an exact `.flow`, e.g. `toy_mixture()`
                       Ns=(40, 80, 160, 320, 640),   # grid sizes N
                       y:torch.Tensor=None,          # starts at σ_min, (J, d); default linspace(-3, 3, 41)
@@ -60,10 +60,10 @@ def trajectory_points(toy,                          # toy distribution with an e
     if y is None: y = torch.linspace(-3, 3, 41, dtype=torch.float64)[:, None]
     grids = {N: karras_sigmas(N, sigma_min, sigma_max, rho) for N in Ns}
     union = torch.unique(torch.cat(list(grids.values())))          # sorted; shared levels appear once
-    flow = toy.flow(y, sigma_min, union)                           # (len(union), J, d)
+    with _one_thread(): flow = toy.flow(y, sigma_min, union)       # (len(union), J, d)
     return {N: (s, flow[torch.searchsorted(union, s)]) for N, s in grids.items()}
 
-# %% ../nbs/02_theorem1.ipynb #cac28b1f
+# %% ../nbs/02_theorem1.ipynb #f28ea3b3
 def loglog_slope(dt,   # step sizes (sequence or array)
                  err): # errors, same length
     "Least-squares slope of ln(err) against ln(dt): the observed order of convergence."
@@ -71,7 +71,7 @@ def loglog_slope(dt,   # step sizes (sequence or array)
     if x.shape != y.shape or x.size < 2: raise ValueError(f"need two or more (dt, err) pairs, got {x.size} and {y.size}")
     return float(np.polyfit(x, y, 1)[0])
 
-# %% ../nbs/02_theorem1.ipynb #162141ca
+# %% ../nbs/02_theorem1.ipynb #6bc4a7d1
 def theorem1_errors(toy,                          # toy distribution with exact `.denoiser` and `.flow`
                     Ns=(40, 80, 160, 320, 640),   # grid sizes N
                     step=heun_step,               # the distillation solver Φ
@@ -90,7 +90,7 @@ def theorem1_errors(toy,                          # toy distribution with exact 
     out["slope"] = loglog_slope(out["dt"][fit_skip:], out["error"][fit_skip:])
     return out
 
-# %% ../nbs/02_theorem1.ipynb #46c3bf5f
+# %% ../nbs/02_theorem1.ipynb #2d14fc01
 def theorem1_report(Ns=(40, 80, 160, 320, 640)): # grid sizes N (the slope skips the first)
     "Theorem 1 on the Gaussian and the mixture with Euler and Heun, as a JSON-ready dict."
     out = {}

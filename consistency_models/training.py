@@ -11,7 +11,7 @@ __all__ = ['PRESETS', 'OBJECTIVES', 'OPTIMIZERS', 'ModelConfig', 'ObjectiveConfi
            'weights_path', 'read_weights', 'read_state', 'load_model', 'Trainer', 'read_log', 'plot_losses',
            'image_grid', 'sample_figure', 'train']
 
-# %% ../nbs/09_training.ipynb #e38010ff
+# %% ../nbs/09_training.ipynb #7b8249a1
 import os, json, math, time, copy, zlib, inspect, difflib, ast, typing, functools
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
@@ -23,7 +23,7 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from .parameterization import ConsistencyModel
 
-# %% ../nbs/09_training.ipynb #0e216c01
+# %% ../nbs/09_training.ipynb #b3886e71
 @dataclass
 class ModelConfig:
     "The network and the consistency-model wrapper around it."
@@ -38,6 +38,7 @@ class ModelConfig:
 class ObjectiveConfig:
     "Which objective (chapter 6) and its hyper-parameters."
     name:str='ect'                # 'ect', 'ict', 'ct', 'cd' or 'edm' (keys of `OBJECTIVES`)
+    stages:int=8                  # ECT: stages over the run (iters_per_stage = K // stages unless kwargs sets it)
     kwargs:dict=field(default_factory=dict) # passed to the objective's constructor
 
 @dataclass
@@ -50,7 +51,7 @@ class OptimizerConfig:
     weight_decay:float=0.         # weight decay (decoupled for adamw)
     grad_clip:float=0.            # clip the global gradient norm to this (0: no clipping)
 
-# %% ../nbs/09_training.ipynb #42a60156
+# %% ../nbs/09_training.ipynb #716b7e13
 @dataclass
 class ScheduleConfig:
     "How the learning rate and the student's EMA change with training."
@@ -69,7 +70,7 @@ class DataConfig:
     batch_size:int=128            # global batch: images per optimizer step over all processes
     accum:int=1                   # micro-batches per process and step (gradient accumulation)
 
-# %% ../nbs/09_training.ipynb #dd456dc1
+# %% ../nbs/09_training.ipynb #6b8cdd28
 @dataclass
 class RunConfig:
     "Length, hardware, and what is written where and when."
@@ -99,7 +100,7 @@ class Config:
     data:DataConfig=field(default_factory=DataConfig)
     run:RunConfig=field(default_factory=RunConfig)
 
-# %% ../nbs/09_training.ipynb #143739be
+# %% ../nbs/09_training.ipynb #96bcdafd
 def config_to_dict(config:Config) -> dict:
     "The config as nested plain dicts (JSON-ready)."
     return asdict(config)
@@ -117,7 +118,7 @@ def config_from_dict(d:dict) -> Config:
     "The `Config` described by nested dict `d` (as written by `config_to_dict`)."
     return _from_dict(Config, d, '')
 
-# %% ../nbs/09_training.ipynb #180a8dbe
+# %% ../nbs/09_training.ipynb #6387b4dd
 _SUFFIX = {'k': 10**3, 'm': 10**6, 'g': 10**9}
 
 def _read_int(s:str) -> int:
@@ -139,7 +140,7 @@ def _read_literal(s:str):
     try: return ast.literal_eval(s)
     except (ValueError, SyntaxError): return s
 
-# %% ../nbs/09_training.ipynb #e465f88b
+# %% ../nbs/09_training.ipynb #8b1b116c
 def convert(text:str, # the text after '=' in an override
             tp):      # the field's type annotation
     "Read `text` as a value of type `tp` (int, float, bool, str, tuple, dict, or an optional of one)."
@@ -161,7 +162,7 @@ def convert(text:str, # the text after '=' in an override
         return v
     return text
 
-# %% ../nbs/09_training.ipynb #f638ee46
+# %% ../nbs/09_training.ipynb #5adff24c
 def config_keys(config:Config) -> list:
     "Every dotted key an override can set, e.g. 'run.total_nimg'."
     return [f'{s.name}.{f.name}' for s in fields(config) for f in fields(getattr(config, s.name))]
@@ -196,7 +197,7 @@ def _split_override(o:str):
     if not sep or not k.strip(): raise ValueError(f"override {o!r} is not of the form key=value")
     return k, v
 
-# %% ../nbs/09_training.ipynb #e88f7223
+# %% ../nbs/09_training.ipynb #1f9fefe8
 _cifar = {'data.name': 'cifar10', 'model.network': 'cifar10_ddpmpp', 'run.log_nimg': 100_000,
           'run.ckpt_nimg': 5_000_000, 'run.snapshot_nimg': 20_000_000, 'run.sample_nimg': 5_000_000}
 PRESETS = {
@@ -214,7 +215,7 @@ def get_config(preset:str='digits', # a key of `PRESETS`
     if preset not in PRESETS: raise KeyError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return apply_overrides(apply_overrides(Config(), PRESETS[preset]), overrides)
 
-# %% ../nbs/09_training.ipynb #1d99e2a4
+# %% ../nbs/09_training.ipynb #05a335e1
 def learning_rate(nimg:int,            # images seen so far
                   base:float,          # α_ref, the rate after warm-up
                   warmup_nimg:int=0,   # length of the linear warm-up (0: none)
@@ -237,7 +238,7 @@ def ema_beta(step:int,        # optimizer steps done, counting the one just take
     "Decay β of the student EMA after `step` updates: constant, or (1 − 1/t)^(γ+1)."
     return (1 - 1 / step) ** (std_to_gamma(std) + 1) if std > 0 else decay
 
-# %% ../nbs/09_training.ipynb #e6cb0372
+# %% ../nbs/09_training.ipynb #87bc75ff
 def mix_seed(*keys:int) -> int:
     "A 63-bit seed that depends on all `keys` (mixed by NumPy's SeedSequence)."
     a, b = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint32)
@@ -258,7 +259,7 @@ def step_indices(step:int,   # optimizer step k
     chain = torch.cat([_epoch_perm(n, seed, e) for e in range(first, last + 1)])
     return chain[start - first * n: start - first * n + batch]
 
-# %% ../nbs/09_training.ipynb #c9cfb195
+# %% ../nbs/09_training.ipynb #070c5902
 @dataclass
 class DistInfo:
     "Where this process runs and how many run beside it."
@@ -280,7 +281,7 @@ def init_distributed(device:str='auto') -> DistInfo:
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return DistInfo(rank, world, local, dev)
 
-# %% ../nbs/09_training.ipynb #76d1b85e
+# %% ../nbs/09_training.ipynb #28bbb153
 def precision_setup(device:torch.device, # the training device
                     precision:str='auto'): # 'auto', 'fp32', 'bf16' or 'fp16'
     "(autocast context factory, GradScaler or None) for `precision` on `device`."
@@ -291,7 +292,7 @@ def precision_setup(device:torch.device, # the training device
     ctx = functools.partial(torch.autocast, device.type, dtype=dtypes[precision])
     return ctx, (torch.amp.GradScaler(device.type) if precision == 'fp16' else None)
 
-# %% ../nbs/09_training.ipynb #c20837a9
+# %% ../nbs/09_training.ipynb #061c41d5
 OBJECTIVES = {'ct': 'ConsistencyTraining', 'ict': 'ImprovedCT', 'ect': 'EasyCT',
               'cd': 'ConsistencyDistillation', 'edm': 'EDMDenoising'}
 OPTIMIZERS = {'adam': torch.optim.Adam, 'radam': torch.optim.RAdam, 'adamw': torch.optim.AdamW}
@@ -310,16 +311,20 @@ def build_model(mc:ModelConfig,      # the model section of a config
     return ConsistencyModel(net, sigma_data=float(sd), sigma_min=mc.sigma_min)
 
 def build_objective(oc:ObjectiveConfig, # the objective section of a config
-                    total_steps:int):   # K, the planned number of optimizer steps
+                    total_steps:int,    # K, the planned number of optimizer steps
+                    sigma_data:float):  # the model's σ_d (for objectives that weight by it)
     "The objective that `oc` names, with its curriculum sized to `total_steps`."
     from consistency_models import losses
     if oc.name not in OBJECTIVES: raise KeyError(f"unknown objective {oc.name!r}; choose one of {', '.join(OBJECTIVES)}")
     cls, kw = getattr(losses, OBJECTIVES[oc.name]), dict(oc.kwargs)
-    if 'total_steps' in inspect.signature(cls).parameters: kw.setdefault('total_steps', total_steps)
+    wants = inspect.signature(cls).parameters
+    if 'total_steps' in wants: kw.setdefault('total_steps', total_steps)
+    if 'iters_per_stage' in wants: kw.setdefault('iters_per_stage', max(1, total_steps // oc.stages))
+    if 'sigma_data' in wants: kw.setdefault('sigma_data', sigma_data)
     if isinstance(kw.get('teacher'), str): kw['teacher'] = load_model(kw['teacher'])  # CD: a trained EDM run
     return cls(**kw)
 
-# %% ../nbs/09_training.ipynb #4c1acfdc
+# %% ../nbs/09_training.ipynb #ffe4447a
 @torch.no_grad()
 def ema_update(ema:nn.Module,   # the averaged copy, updated in place
                model:nn.Module, # the trained model
@@ -330,7 +335,7 @@ def ema_update(ema:nn.Module,   # the averaged copy, updated in place
     else: torch._foreach_lerp_(ep, mp, 1 - beta)
     for eb, mb in zip(ema.buffers(), model.buffers()): eb.copy_(mb)
 
-# %% ../nbs/09_training.ipynb #8d631ba1
+# %% ../nbs/09_training.ipynb #44a091d0
 class CheckpointError(RuntimeError):
     "A checkpoint file is missing, truncated, corrupted or inconsistent."
 
@@ -365,7 +370,7 @@ def all_finite(tensors) -> bool:
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True
 
-# %% ../nbs/09_training.ipynb #73603217
+# %% ../nbs/09_training.ipynb #e275f194
 def save_checkpoint(folder,            # the checkpoint folder, e.g. RUN/checkpoints
                     weights:dict,      # name -> tensor (model.*, ema.*, target.*)
                     meta:dict,         # JSON-able facts stored in the weights file (config, shape, ...)
@@ -392,7 +397,7 @@ def save_checkpoint(folder,            # the checkpoint folder, e.g. RUN/checkpo
             if old != spath: old.unlink(missing_ok=True)
     return wpath
 
-# %% ../nbs/09_training.ipynb #556f5edf
+# %% ../nbs/09_training.ipynb #8e855abf
 def weights_path(path) -> Path:
     "The weights file of a run folder, a checkpoint folder, or the file itself."
     p = Path(path)
@@ -425,7 +430,7 @@ def read_state(path,             # a -state-<step>.pt file
         raise CheckpointError(f"the weights beside {path} do not match it (CRC-32 differs): corrupted weights file?")
     return state
 
-# %% ../nbs/09_training.ipynb #582f5762
+# %% ../nbs/09_training.ipynb #232c8a05
 def load_model(path,              # run folder, checkpoint folder, or .safetensors file
                which:str='ema',   # 'ema' (for sampling), 'model' (raw weights) or 'target'
                device='cpu'):     # where to put the model
@@ -437,7 +442,7 @@ def load_model(path,              # run folder, checkpoint folder, or .safetenso
     model.load_state_dict(tensors)
     return model.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/09_training.ipynb #2c83c2fa
+# %% ../nbs/09_training.ipynb #afa8da2d
 class Trainer:
     "Train a consistency model (or an EDM denoiser) as `config` says: `Trainer(config).fit()`."
     def __init__(self, config:Config): # what to train and how (see `get_config`)
@@ -461,7 +466,7 @@ class Trainer:
     @property
     def nimg(self): return self.step * self.cfg.data.batch_size  # images seen so far
 
-# %% ../nbs/09_training.ipynb #98a7985e
+# %% ../nbs/09_training.ipynb #ab8d3eb5
 @patch
 def _build(self:Trainer):
     "Model, EMAs, objective, the wrapped model the objective trains, optimizer, precision, generator."
@@ -473,7 +478,7 @@ def _build(self:Trainer):
     self.model = build_model(c.model, self.data.shape, self.data.sigma_data).to(dev).train()
     if c.model.init_from: self.model.load_state_dict(read_weights(weights_path(c.model.init_from), 'ema.')[0])
     self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-    self.objective = build_objective(c.objective, self.total_steps)
+    self.objective = build_objective(c.objective, self.total_steps, self.model.sigma_data)
     self.target = copy.deepcopy(self.model).requires_grad_(False) if getattr(self.objective, 'needs_target', False) else None
     for m in [getattr(self.objective, 'teacher', None)]:
         if isinstance(m, nn.Module): m.to(dev)
@@ -490,7 +495,7 @@ def _build(self:Trainer):
     self.autocast, self.scaler = precision_setup(dev, c.run.precision)
     self.gen = torch.Generator(dev)
 
-# %% ../nbs/09_training.ipynb #4dee23b9
+# %% ../nbs/09_training.ipynb #9f57b63e
 @patch
 def get_batch(self:Trainer, step:int, shard:int):
     "The clean samples of micro-batch `shard` of step `step`: its slice of the global batch."
@@ -516,7 +521,7 @@ def _forward_backward(self:Trainer, step:int):
         total = total + loss.detach()
     return total
 
-# %% ../nbs/09_training.ipynb #36a709c8
+# %% ../nbs/09_training.ipynb #3c538723
 @patch
 def train_step(self:Trainer):
     "One optimizer step on the global batch, skipped (and counted) if the loss or a gradient is not finite."
@@ -545,7 +550,7 @@ def train_step(self:Trainer):
     self.step, self.bad_in_row = step + 1, 0
     self._loss_sum, self._loss_n, self._norm, self.lr = self._loss_sum + loss, self._loss_n + 1, norm, lr
 
-# %% ../nbs/09_training.ipynb #8bed3ae7
+# %% ../nbs/09_training.ipynb #b0d9baad
 @patch
 def _weights(self:Trainer) -> dict:
     nets = {'model': self.model, 'ema': self.ema} | ({'target': self.target} if self.target is not None else {})
@@ -582,7 +587,7 @@ def load_checkpoint(self:Trainer, path): # a `last.safetensors` (its state file 
     if state['rng']['cuda'] and self.device.type == 'cuda': torch.cuda.set_rng_state_all(state['rng']['cuda'])
     if self.is_main: print(f"resumed {self.run_dir} at step {self.step} ({self.nimg} images)")
 
-# %% ../nbs/09_training.ipynb #1a92fee0
+# %% ../nbs/09_training.ipynb #14c09cd3
 def read_log(run_dir) -> list:
     "The records of `RUN/log.jsonl`."
     p = Path(run_dir) / 'log.jsonl'
@@ -611,7 +616,7 @@ def image_grid(x:torch.Tensor, # images (N, C, H, W) in [-1, 1]
     g = torch.nn.functional.pad(g.permute(2, 0, 1), (0, 1, 0, 1), value=0.).permute(1, 2, 0)
     return ((g + 1) / 2).cpu().numpy()
 
-# %% ../nbs/09_training.ipynb #4417ce70
+# %% ../nbs/09_training.ipynb #1723648e
 @torch.no_grad()
 def sample_figure(model,                # a consistency model (the EMA)
                   shape:tuple,          # shape of one sample
@@ -640,7 +645,7 @@ def sample_figure(model,                # a consistency model (the EMA)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_training.ipynb #35f06807
+# %% ../nbs/09_training.ipynb #92d9f89a
 @patch
 def log(self:Trainer):
     "Append one record (means since the previous record) to RUN/log.jsonl and the progress bar."
@@ -667,7 +672,7 @@ def write_figures(self:Trainer):
                       data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images')
     f.savefig(self.run_dir / f'samples_{self.nimg // 1000:07d}k.png', dpi=100)
 
-# %% ../nbs/09_training.ipynb #b6e4e474
+# %% ../nbs/09_training.ipynb #7dc1f8fa
 @patch
 def _start(self:Trainer):
     "Create the run folder, write config.json, trim the log to the resumed step, start timers."

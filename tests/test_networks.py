@@ -1,10 +1,8 @@
-"Slow checks of consistency_models.networks: torch.compile of the tiny UNet (CPU needs a C++ compiler)."
-import os, time
+"Slow checks of consistency_models.networks: torch.compile of the tiny UNet (CPU needs a C++ compiler; minutes on 2 cores)."
+import time
 import pytest, torch
 from consistency_models.networks import build_network
 from consistency_models.parameterization import ConsistencyModel
-
-slow = pytest.mark.skipif(os.environ.get('CM_SLOW') != '1', reason='slow: set CM_SLOW=1 (compiling takes minutes on 2 CPU cores)')
 
 def _perturbed_tiny(seed=0):
     "The tiny preset at 8x8 with its zero-initialised layers perturbed, so the output depends on every layer."
@@ -15,7 +13,6 @@ def _perturbed_tiny(seed=0):
     return net
 
 @pytest.mark.slow
-@slow
 def test_compile_matches_eager():
     net = _perturbed_tiny().eval()
     x, c = torch.randn(4, 3, 8, 8), torch.randn(4)
@@ -26,7 +23,6 @@ def test_compile_matches_eager():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 @pytest.mark.slow
-@slow
 def test_compile_backward_wrapped():
     "Compiled training step on the wrapped model: same loss and gradients as eager (dropout off)."
     f = ConsistencyModel(_perturbed_tiny()).eval()

@@ -3,10 +3,11 @@
 
     python tools/preview_docs.py            # then open _preview/index.html
 
-1. nbdev's notebook processing (the same `proc_nbs` that `nbdev_docs`/`nbdev_proc_nbs` run) writes
+1. nbdev's notebook processing (what `proc_nbs`, run by `nbdev_docs`/`nbdev_proc_nbs`, does) writes
    the processed notebooks to `_proc/`: `#| hide` and `#| export` cells removed, `show_doc` cells
-   executed, the `# Title` / `> subtitle` cell turned into front matter. (`nbdev_proc_nbs` itself is
-   not called: it first tries to install Quarto, with sudo, when Quarto is missing.)
+   executed, the `# Title` / `> subtitle` cell turned into front matter. `nbdev_proc_nbs` itself is
+   not called: it first tries to install Quarto, with sudo, when Quarto is missing; and here one
+   failing notebook is reported (exit status 1) without stopping the other pages.
 2. Each processed notebook becomes `_preview/<notebook>.html` (nbconvert, lab template), honouring
    the Quarto cell options nbdev leaves behind (`echo`, `output`, `include`), with MathJax 2 served
    from Debian's libjs-mathjax so `$...$` and `$$...$$` typeset from file:// without network.
@@ -123,12 +124,46 @@ def fix_links(body, link_map, prefix):
         return f'{m.group(1)}"{prefix}{tgt}{anchor}"' if tgt else m.group(0)
     return re.sub(r'(href=)"([^"#]+\.(?:ipynb|html))(#[^"]*)?"', sub, body)
 
+def _proc_one(job):
+    "Run nbdev's processing of one notebook; return None, or the error as text (never raise)."
+    import nbdev.serve_drv
+    try: nbdev.serve_drv.main(job)
+    except Exception as e:
+        msg = f'{type(e).__name__}: {e}'
+        if e.__cause__ is not None: msg += f'\n    caused by {type(e.__cause__).__name__}: {e.__cause__}'
+        return msg
+
+def process_notebooks(cfg, force=False, n_workers=2):
+    "nbdev's `proc_nbs` (same cache in `_proc/`, same processors), but one failing notebook does not stop the rest."
+    import nbdev.serve
+    from fastcore.parallel import parallel
+    from nbdev.doclinks import nbglob
+    path, cache = cfg.nbs_path, cfg.config_path / '_proc'
+    files = list(nbglob(path, func=Path, file_glob='', file_re=''))
+    files += [path / f for f in ('_quarto.yml', '_brand.yml') if (path / f).exists()]
+    chk_mtime = max(cfg.config_file.stat().st_mtime, Path(nbdev.serve.__file__).stat().st_mtime)
+    cache.mkdir(parents=True, exist_ok=True)
+    if force or cache.stat().st_mtime < chk_mtime: shutil.rmtree(cache); cache.mkdir()
+    jobs = [j for j in (nbdev.serve._proc_file(f, cache, path, mtime=cache.stat().st_mtime) for f in files) if j]
+    # the workers are spawned: hand them this file as an importable module, not as __main__
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    worker = __import__(Path(__file__).stem)._proc_one
+    errs = parallel(worker, jobs, n_workers=n_workers, method='spawn', pause=0.01) if jobs else []
+    failed = {}
+    for (src, dst, _), err in zip(jobs, errs):
+        if err:
+            failed[src.relative_to(path)] = err
+            if dst.exists(): dst.unlink()     # never show a stale page for a notebook that fails now
+    cache.touch()
+    return cache, failed
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='_preview', help='output folder (default: _preview)')
     ap.add_argument('--force', action='store_true', help='re-process every notebook (ignore _proc/ cache)')
     ap.add_argument('--copy-mathjax', action='store_true',
                     help='copy MathJax (54 MB) instead of linking it, for a folder you can move elsewhere')
+    ap.add_argument('--n_workers', type=int, default=2, help='notebooks processed in parallel (default: 2)')
     args = ap.parse_args()
 
     mathjax = find_mathjax()
@@ -138,11 +173,10 @@ def main():
     from traitlets.config import Config
     from nbconvert import HTMLExporter
     from nbdev.config import get_config
-    from nbdev.serve import proc_nbs
 
     cfg = get_config()
-    print('processing notebooks with nbdev (proc_nbs) ...', flush=True)
-    proc = Path(proc_nbs(force=args.force))
+    print('processing notebooks with nbdev (as nbdev_docs does) ...', flush=True)
+    proc, failed = process_notebooks(cfg, force=args.force, n_workers=args.n_workers)
     out = root / args.out
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -195,6 +229,8 @@ def main():
     items = '\n'.join(f'<li><a href="{pg["href"]}">{html.escape(pg["title"])}</a>'
                       + (f' <span class="d">— {html.escape(pg["description"])}</span>' if pg['description'] else '')
                       + f' <code>{pg["rel"].with_suffix(".ipynb").as_posix()}</code></li>' for pg in pages)
+    fails = ''.join(f'<li><code>nbs/{nb}</code>: <pre>{html.escape(err)}</pre></li>' for nb, err in sorted(failed.items()))
+    fails = f'<h2 style="color:#b00">Not shown: nbdev could not process</h2><ul>{fails}</ul>' if fails else ''
     (out / 'index.html').write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.title)}: offline docs preview</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:2rem auto;line-height:1.5}} .d{{color:#555}}
@@ -204,8 +240,13 @@ code{{color:#888;font-size:85%}} li{{margin:.4rem 0}}</style></head>
 <code>nbdev_docs</code> and Quarto).</em></p>
 <ol start="0">
 {items}
-</ol></body></html>
+</ol>{fails}</body></html>
 """, encoding='utf-8')
     print(f'\n{len(pages)} page(s). Open: file://{out / "index.html"}')
+    if failed:
+        print(f'\nerror: nbdev could not process {len(failed)} notebook(s) (nbdev_docs would fail the same way):',
+              file=sys.stderr)
+        for nb, err in sorted(failed.items()): print(f'  nbs/{nb}: {err}', file=sys.stderr)
+        sys.exit(1)
 
 if __name__ == '__main__': main()

@@ -162,7 +162,7 @@ def main():
     ap.add_argument('--out', default='_preview', help='output folder (default: _preview)')
     ap.add_argument('--force', action='store_true', help='re-process every notebook (ignore _proc/ cache)')
     ap.add_argument('--copy-mathjax', action='store_true',
-                    help='copy MathJax (54 MB) instead of linking it, for a folder you can move elsewhere')
+                    help='copy MathJax (about 32 MB) instead of linking it, for a folder you can move elsewhere')
     ap.add_argument('--n_workers', type=int, default=2, help='notebooks processed in parallel (default: 2)')
     args = ap.parse_args()
 
@@ -195,6 +195,7 @@ def main():
         if not (cfg.nbs_path / p.relative_to(proc)).exists(): continue   # stale copy of a removed notebook
         nb, fm = prepare(nbformat.read(p, as_version=4), yaml)
         rel = p.relative_to(proc).with_suffix('.html')
+        if rel == Path('index.html'): rel = Path('home.html')    # index.html is the contents page
         pages.append(dict(nb=nb, rel=rel, href=rel.as_posix(), title=fm.get('title', p.stem),
                           description=fm.get('description', ''), output_file=fm.get('output-file')))
     if not pages: sys.exit(f'error: no notebooks found under {proc}')
@@ -202,7 +203,8 @@ def main():
     base = f"{cfg.doc_host}{cfg.doc_baseurl}".rstrip('/') + '/'
     link_map = {'_bases': [base]}
     for pg in pages:
-        link_map[pg['href']] = link_map[pg['rel'].with_suffix('.ipynb').as_posix()] = pg['href']
+        src_nb = 'index.ipynb' if pg['href'] == 'home.html' else pg['rel'].with_suffix('.ipynb').as_posix()
+        link_map[pg['href']] = link_map[src_nb] = pg['href']
         if pg['output_file']: link_map[pg['output_file']] = pg['href']
 
     c = Config()
@@ -228,7 +230,8 @@ def main():
 
     items = '\n'.join(f'<li><a href="{pg["href"]}">{html.escape(pg["title"])}</a>'
                       + (f' <span class="d">— {html.escape(pg["description"])}</span>' if pg['description'] else '')
-                      + f' <code>{pg["rel"].with_suffix(".ipynb").as_posix()}</code></li>' for pg in pages)
+                      + f' <code>{"index" if pg["href"] == "home.html" else pg["rel"].with_suffix("").as_posix()}.ipynb</code></li>'
+                      for pg in pages)
     fails = ''.join(f'<li><code>nbs/{nb}</code>: <pre>{html.escape(err)}</pre></li>' for nb, err in sorted(failed.items()))
     fails = f'<h2 style="color:#b00">Not shown: nbdev could not process</h2><ul>{fails}</ul>' if fails else ''
     (out / 'index.html').write_text(f"""<!DOCTYPE html>
@@ -238,9 +241,9 @@ code{{color:#888;font-size:85%}} li{{margin:.4rem 0}}</style></head>
 <body><h1>{html.escape(cfg.title)}</h1><p>{html.escape(cfg.get('description', ''))}</p>
 <p><em>Offline preview of the documentation pages (nbconvert; the published site is built with
 <code>nbdev_docs</code> and Quarto).</em></p>
-<ol start="0">
+<ul>
 {items}
-</ol>{fails}</body></html>
+</ul>{fails}</body></html>
 """, encoding='utf-8')
     print(f'\n{len(pages)} page(s). Open: file://{out / "index.html"}')
     if failed:

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['squared_l2', 'l1', 'pseudo_huber', 'lpips_metric', 'uniform_weight', 'gap_weight', 'edm_weight', 'adaptive_weight',
-           'student_and_target', 'noise_like', 'consistency_pair', 'ConsistencyTraining', 'ImprovedCT', 'EasyCT',
-           'ConsistencyDistillation', 'EDMDenoising', 'energy_distance']
+           'student_and_target', 'noise_like', 'consistency_pair', 'NonFiniteInputError', 'ConsistencyTraining',
+           'ImprovedCT', 'EasyCT', 'ConsistencyDistillation', 'EDMDenoising', 'energy_distance']
 
 # %% ../nbs/06_losses.ipynb #08bb0986
 import math
@@ -135,10 +135,13 @@ def consistency_pair(model,                 # student f_θ(x, σ, **kwargs)
     return f_t, torch.where(keep, f_r, x0)
 
 # %% ../nbs/06_losses.ipynb #b555788b
+class NonFiniteInputError(ValueError):
+    "A training batch holds NaN or inf values (the trainer skips such a step and counts it)."
+
 def _check_finite(obj, x:torch.Tensor):
-    "Raise a ValueError naming the objective if the batch has non-finite values."
+    "Raise a `NonFiniteInputError` naming the objective if the batch has non-finite values."
     bad = int((~torch.isfinite(x)).sum())
-    if bad: raise ValueError(f"{type(obj).__name__}: the input batch has {bad} non-finite values (of {x.numel()})")
+    if bad: raise NonFiniteInputError(f"{type(obj).__name__}: the input batch has {bad} non-finite values (of {x.numel()})")
 
 def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor):
     "Levels (t, r) = (σ_{n+1}, σ_n) of pair indices n, in x's dtype and on its device."

@@ -11,7 +11,7 @@ __all__ = ['PRESETS', 'OBJECTIVES', 'OPTIMIZERS', 'ModelConfig', 'ObjectiveConfi
            'weights_path', 'read_weights', 'read_state', 'load_model', 'Trainer', 'read_log', 'plot_losses',
            'image_grid', 'sample_figure', 'train']
 
-# %% ../nbs/09_training.ipynb #7b8249a1
+# %% ../nbs/09_training.ipynb #e75835fe
 import os, json, math, time, copy, zlib, inspect, difflib, ast, typing, functools
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields, asdict, is_dataclass
@@ -22,8 +22,9 @@ from torch import nn
 import torch.distributed as dist
 from fastcore.basics import patch
 from .parameterization import ConsistencyModel
+from .losses import NonFiniteInputError
 
-# %% ../nbs/09_training.ipynb #b3886e71
+# %% ../nbs/09_training.ipynb #e5382c94
 @dataclass
 class ModelConfig:
     "The network and the consistency-model wrapper around it."
@@ -51,7 +52,7 @@ class OptimizerConfig:
     weight_decay:float=0.         # weight decay (decoupled for adamw)
     grad_clip:float=0.            # clip the global gradient norm to this (0: no clipping)
 
-# %% ../nbs/09_training.ipynb #716b7e13
+# %% ../nbs/09_training.ipynb #b31d0333
 @dataclass
 class ScheduleConfig:
     "How the learning rate and the student's EMA change with training."
@@ -70,7 +71,7 @@ class DataConfig:
     batch_size:int=128            # global batch: images per optimizer step over all processes
     accum:int=1                   # micro-batches per process and step (gradient accumulation)
 
-# %% ../nbs/09_training.ipynb #6b8cdd28
+# %% ../nbs/09_training.ipynb #a2ee6bfd
 @dataclass
 class RunConfig:
     "Length, hardware, and what is written where and when."
@@ -100,7 +101,7 @@ class Config:
     data:DataConfig=field(default_factory=DataConfig)
     run:RunConfig=field(default_factory=RunConfig)
 
-# %% ../nbs/09_training.ipynb #96bcdafd
+# %% ../nbs/09_training.ipynb #05c84351
 def config_to_dict(config:Config) -> dict:
     "The config as nested plain dicts (JSON-ready)."
     return asdict(config)
@@ -118,7 +119,7 @@ def config_from_dict(d:dict) -> Config:
     "The `Config` described by nested dict `d` (as written by `config_to_dict`)."
     return _from_dict(Config, d, '')
 
-# %% ../nbs/09_training.ipynb #6387b4dd
+# %% ../nbs/09_training.ipynb #12ca1d25
 _SUFFIX = {'k': 10**3, 'm': 10**6, 'g': 10**9}
 
 def _read_int(s:str) -> int:
@@ -140,13 +141,13 @@ def _read_literal(s:str):
     try: return ast.literal_eval(s)
     except (ValueError, SyntaxError): return s
 
-# %% ../nbs/09_training.ipynb #8b1b116c
+# %% ../nbs/09_training.ipynb #f509663c
 def convert(text:str, # the text after '=' in an override
             tp):      # the field's type annotation
     "Read `text` as a value of type `tp` (int, float, bool, str, tuple, dict, or an optional of one)."
     args = typing.get_args(tp)
     if type(None) in args:  # X | None
-        if text.strip().lower() in ('none', 'null', ''): return None
+        if text is None or isinstance(text, str) and text.strip().lower() in ('none', 'null', ''): return None
         tp = next(a for a in args if a is not type(None))
     if not isinstance(text, str): return tuple(text) if tp is tuple else text  # already a value (presets)
     if tp is bool: return _read_bool(text)
@@ -162,7 +163,7 @@ def convert(text:str, # the text after '=' in an override
         return v
     return text
 
-# %% ../nbs/09_training.ipynb #5adff24c
+# %% ../nbs/09_training.ipynb #ba279a50
 def config_keys(config:Config) -> list:
     "Every dotted key an override can set, e.g. 'run.total_nimg'."
     return [f'{s.name}.{f.name}' for s in fields(config) for f in fields(getattr(config, s.name))]
@@ -197,13 +198,13 @@ def _split_override(o:str):
     if not sep or not k.strip(): raise ValueError(f"override {o!r} is not of the form key=value")
     return k, v
 
-# %% ../nbs/09_training.ipynb #1f9fefe8
+# %% ../nbs/09_training.ipynb #9a68d23f
 _cifar = {'data.name': 'cifar10', 'model.network': 'cifar10_ddpmpp', 'run.log_nimg': 100_000,
           'run.ckpt_nimg': 5_000_000, 'run.snapshot_nimg': 20_000_000, 'run.sample_nimg': 5_000_000}
 PRESETS = {
-  'digits':      {'data.name': 'digits', 'model.network': 'unet_tiny', 'objective.name': 'ect', 'optimizer.name': 'radam', 'optimizer.lr': 1e-3, 'data.batch_size': 128, 'run.total_nimg': 200_000, 'schedule.ema_std': 0.1, 'run.dir': 'runs/digits'},
-  'fmnist':      {'data.name': 'fmnist', 'data.size': 32, 'data.download': True, 'model.network': 'unet_small', 'objective.name': 'ect', 'optimizer.lr': 5e-4, 'data.batch_size': 128, 'run.total_nimg': 2_000_000, 'schedule.ema_std': 0.1, 'run.dir': 'runs/fmnist'},
-  'toy2d':       {'data.name': 'toy2d:moons', 'model.network': 'mlp2d', 'objective.name': 'ect', 'optimizer.name': 'adam', 'optimizer.lr': 1e-3, 'data.batch_size': 256, 'run.total_nimg': 1_000_000, 'schedule.ema_std': 0.1, 'run.sample_n': 2000, 'run.dir': 'runs/toy2d'},
+  'digits':      {'data.name': 'digits', 'model.network': 'unet_tiny', 'model.dropout': 0., 'objective.name': 'ect', 'optimizer.name': 'radam', 'optimizer.lr': 2e-3, 'schedule.decay_nimg': 6400, 'schedule.ema_std': 0.1, 'data.batch_size': 64, 'run.total_nimg': 51_200, 'run.log_nimg': 1280, 'run.ckpt_nimg': 12_800, 'run.sample_nimg': 12_800, 'run.dir': 'runs/digits'},
+  'fmnist':      {'data.name': 'fmnist', 'data.size': 32, 'data.download': True, 'model.network': 'unet_small', 'model.dropout': 0., 'objective.name': 'ect', 'optimizer.lr': 2e-3, 'schedule.decay_nimg': 6400, 'schedule.ema_std': 0.1, 'data.batch_size': 64, 'run.total_nimg': 64_000, 'run.log_nimg': 1280, 'run.ckpt_nimg': 6400, 'run.sample_nimg': 6400, 'run.dir': 'runs/fmnist'},
+  'toy2d':       {'data.name': 'toy2d:moons', 'model.network': 'mlp2d', 'objective.name': 'ect', 'optimizer.name': 'adam', 'optimizer.lr': 1e-3, 'schedule.decay_nimg': 50_000, 'schedule.ema_std': 0.1, 'data.batch_size': 256, 'run.total_nimg': 512_000, 'run.log_nimg': 5120, 'run.sample_nimg': 128_000, 'run.sample_n': 2000, 'run.dir': 'runs/toy2d'},
   'cifar10_edm': {**_cifar, 'objective.name': 'edm', 'model.sigma_min': 0., 'model.dropout': 0.13, 'optimizer.name': 'adam', 'optimizer.lr': 1e-3, 'schedule.warmup_nimg': 10_000_000, 'schedule.ema': 0.99929, 'data.batch_size': 512, 'run.total_nimg': 200_000_000, 'run.dir': 'runs/cifar10_edm'},
   'cifar10_ict': {**_cifar, 'objective.name': 'ict', 'model.dropout': 0.3, 'model.net_kwargs': {'embedding': 'fourier', 'fourier_scale': 0.02}, 'optimizer.name': 'radam', 'optimizer.lr': 1e-4, 'schedule.ema': 0.99993, 'data.batch_size': 1024, 'run.total_nimg': 409_600_000, 'run.dir': 'runs/cifar10_ict'},
   'cifar10_ect': {**_cifar, 'objective.name': 'ect', 'model.dropout': 0.2, 'model.init_from': 'runs/cifar10_edm', 'optimizer.name': 'radam', 'optimizer.betas': (0.9, 0.99), 'optimizer.lr': 1e-4, 'schedule.ema': 0.9999, 'data.batch_size': 128, 'run.total_nimg': 51_200_000, 'run.dir': 'runs/cifar10_ect'},
@@ -215,7 +216,7 @@ def get_config(preset:str='digits', # a key of `PRESETS`
     if preset not in PRESETS: raise KeyError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return apply_overrides(apply_overrides(Config(), PRESETS[preset]), overrides)
 
-# %% ../nbs/09_training.ipynb #05a335e1
+# %% ../nbs/09_training.ipynb #1e71a4c4
 def learning_rate(nimg:int,            # images seen so far
                   base:float,          # α_ref, the rate after warm-up
                   warmup_nimg:int=0,   # length of the linear warm-up (0: none)
@@ -227,7 +228,7 @@ def learning_rate(nimg:int,            # images seen so far
 @functools.lru_cache
 def std_to_gamma(std:float): # relative standard deviation σ_rel of the EMA profile, in (0, 0.289)
     "The exponent γ of EDM2's power-function EMA with relative width σ_rel."
-    roots = np.roots([std**2, 7 * std**2 - 1, 16 * std**2 - 1, 12 * std**2 - 1])  # σ²(γ+2)²(γ+3) − (γ+1) = 0
+    roots = np.roots([std**2, 7 * std**2, 16 * std**2 - 1, 12 * std**2 - 1])  # σ²(γ+2)²(γ+3) − (γ+1) = 0
     real = roots[np.isreal(roots)].real
     if not len(real) or real.max() <= -1: raise ValueError(f"no power EMA has relative std {std}")
     return float(real.max())
@@ -238,7 +239,7 @@ def ema_beta(step:int,        # optimizer steps done, counting the one just take
     "Decay β of the student EMA after `step` updates: constant, or (1 − 1/t)^(γ+1)."
     return (1 - 1 / step) ** (std_to_gamma(std) + 1) if std > 0 else decay
 
-# %% ../nbs/09_training.ipynb #87bc75ff
+# %% ../nbs/09_training.ipynb #9a7a05d7
 def mix_seed(*keys:int) -> int:
     "A 63-bit seed that depends on all `keys` (mixed by NumPy's SeedSequence)."
     a, b = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint32)
@@ -259,7 +260,7 @@ def step_indices(step:int,   # optimizer step k
     chain = torch.cat([_epoch_perm(n, seed, e) for e in range(first, last + 1)])
     return chain[start - first * n: start - first * n + batch]
 
-# %% ../nbs/09_training.ipynb #070c5902
+# %% ../nbs/09_training.ipynb #f5c7e7c4
 @dataclass
 class DistInfo:
     "Where this process runs and how many run beside it."
@@ -277,11 +278,11 @@ def init_distributed(device:str='auto') -> DistInfo:
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (('WORLD_SIZE', 1), ('RANK', 0), ('LOCAL_RANK', 0)))
     dev = resolve_device(device, local)
     if world > 1 and not dist.is_initialized():
-        if dev.type == 'cuda': torch.cuda.set_device(dev)
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+        if dev.type == 'cuda': torch.cuda.set_device(dev); dist.init_process_group('nccl', device_id=dev)
+        else: dist.init_process_group('gloo')
     return DistInfo(rank, world, local, dev)
 
-# %% ../nbs/09_training.ipynb #28bbb153
+# %% ../nbs/09_training.ipynb #2798e3f7
 def precision_setup(device:torch.device, # the training device
                     precision:str='auto'): # 'auto', 'fp32', 'bf16' or 'fp16'
     "(autocast context factory, GradScaler or None) for `precision` on `device`."
@@ -292,7 +293,7 @@ def precision_setup(device:torch.device, # the training device
     ctx = functools.partial(torch.autocast, device.type, dtype=dtypes[precision])
     return ctx, (torch.amp.GradScaler(device.type) if precision == 'fp16' else None)
 
-# %% ../nbs/09_training.ipynb #061c41d5
+# %% ../nbs/09_training.ipynb #ca7ef751
 OBJECTIVES = {'ct': 'ConsistencyTraining', 'ict': 'ImprovedCT', 'ect': 'EasyCT',
               'cd': 'ConsistencyDistillation', 'edm': 'EDMDenoising'}
 OPTIMIZERS = {'adam': torch.optim.Adam, 'radam': torch.optim.RAdam, 'adamw': torch.optim.AdamW}
@@ -324,7 +325,7 @@ def build_objective(oc:ObjectiveConfig, # the objective section of a config
     if isinstance(kw.get('teacher'), str): kw['teacher'] = load_model(kw['teacher'])  # CD: a trained EDM run
     return cls(**kw)
 
-# %% ../nbs/09_training.ipynb #ffe4447a
+# %% ../nbs/09_training.ipynb #5a8550fd
 @torch.no_grad()
 def ema_update(ema:nn.Module,   # the averaged copy, updated in place
                model:nn.Module, # the trained model
@@ -335,7 +336,7 @@ def ema_update(ema:nn.Module,   # the averaged copy, updated in place
     else: torch._foreach_lerp_(ep, mp, 1 - beta)
     for eb, mb in zip(ema.buffers(), model.buffers()): eb.copy_(mb)
 
-# %% ../nbs/09_training.ipynb #44a091d0
+# %% ../nbs/09_training.ipynb #e3b5c760
 class CheckpointError(RuntimeError):
     "A checkpoint file is missing, truncated, corrupted or inconsistent."
 
@@ -370,7 +371,7 @@ def all_finite(tensors) -> bool:
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True
 
-# %% ../nbs/09_training.ipynb #e275f194
+# %% ../nbs/09_training.ipynb #5e337ece
 def save_checkpoint(folder,            # the checkpoint folder, e.g. RUN/checkpoints
                     weights:dict,      # name -> tensor (model.*, ema.*, target.*)
                     meta:dict,         # JSON-able facts stored in the weights file (config, shape, ...)
@@ -397,7 +398,7 @@ def save_checkpoint(folder,            # the checkpoint folder, e.g. RUN/checkpo
             if old != spath: old.unlink(missing_ok=True)
     return wpath
 
-# %% ../nbs/09_training.ipynb #8e855abf
+# %% ../nbs/09_training.ipynb #aa569089
 def weights_path(path) -> Path:
     "The weights file of a run folder, a checkpoint folder, or the file itself."
     p = Path(path)
@@ -430,7 +431,7 @@ def read_state(path,             # a -state-<step>.pt file
         raise CheckpointError(f"the weights beside {path} do not match it (CRC-32 differs): corrupted weights file?")
     return state
 
-# %% ../nbs/09_training.ipynb #232c8a05
+# %% ../nbs/09_training.ipynb #9d25ec9a
 def load_model(path,              # run folder, checkpoint folder, or .safetensors file
                which:str='ema',   # 'ema' (for sampling), 'model' (raw weights) or 'target'
                device='cpu'):     # where to put the model
@@ -440,9 +441,10 @@ def load_model(path,              # run folder, checkpoint folder, or .safetenso
     cfg = config_from_dict(meta['config'])
     model = build_model(cfg.model, tuple(meta['shape']), meta['sigma_data'])
     model.load_state_dict(tensors)
+    model.data_shape = tuple(meta['shape'])  # the shape of one sample, for samplers
     return model.to(device).eval().requires_grad_(False)
 
-# %% ../nbs/09_training.ipynb #afa8da2d
+# %% ../nbs/09_training.ipynb #31ee0326
 class Trainer:
     "Train a consistency model (or an EDM denoiser) as `config` says: `Trainer(config).fit()`."
     def __init__(self, config:Config): # what to train and how (see `get_config`)
@@ -466,7 +468,7 @@ class Trainer:
     @property
     def nimg(self): return self.step * self.cfg.data.batch_size  # images seen so far
 
-# %% ../nbs/09_training.ipynb #ab8d3eb5
+# %% ../nbs/09_training.ipynb #e9650f59
 @patch
 def _build(self:Trainer):
     "Model, EMAs, objective, the wrapped model the objective trains, optimizer, precision, generator."
@@ -484,7 +486,9 @@ def _build(self:Trainer):
         if isinstance(m, nn.Module): m.to(dev)
     backbone = self.model.backbone
     if self.dist.world_size > 1:
-        backbone = nn.parallel.DistributedDataParallel(backbone, device_ids=[dev.index] if dev.type == 'cuda' else None)
+        ddp = nn.parallel.DistributedDataParallel  # our buffers are constants: no syncing them on every forward
+        nosync = 'forward_sync_buffers' if 'forward_sync_buffers' in inspect.signature(ddp).parameters else 'broadcast_buffers'
+        backbone = ddp(backbone, device_ids=[dev.index] if dev.type == 'cuda' else None, **{nosync: False})
     self.ddp = backbone if self.dist.world_size > 1 else None
     if c.run.compile: backbone = torch.compile(backbone)
     self.net = ConsistencyModel(backbone, self.model.sigma_data, self.model.sigma_min)
@@ -495,7 +499,7 @@ def _build(self:Trainer):
     self.autocast, self.scaler = precision_setup(dev, c.run.precision)
     self.gen = torch.Generator(dev)
 
-# %% ../nbs/09_training.ipynb #9f57b63e
+# %% ../nbs/09_training.ipynb #cad38a0b
 @patch
 def get_batch(self:Trainer, step:int, shard:int):
     "The clean samples of micro-batch `shard` of step `step`: its slice of the global batch."
@@ -515,13 +519,17 @@ def _forward_backward(self:Trainer, step:int):
         sync = self.ddp.no_sync() if self.ddp is not None and a < accum - 1 else nullcontext()
         with sync:
             with self.autocast():
-                per_sample, self.info = self.objective(self.net, x0, step, target=self.target, generator=self.gen)
+                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target, generator=self.gen)
+                except NonFiniteInputError:  # a corrupt batch: poison the step, so every process skips it together
+                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target,
+                                                           generator=self.gen)
+                    per_sample = per_sample * float('nan')
             loss = per_sample.float().mean() / accum
             (self.scaler.scale(loss) if self.scaler else loss).backward()
         total = total + loss.detach()
     return total
 
-# %% ../nbs/09_training.ipynb #3c538723
+# %% ../nbs/09_training.ipynb #a8bf7190
 @patch
 def train_step(self:Trainer):
     "One optimizer step on the global batch, skipped (and counted) if the loss or a gradient is not finite."
@@ -536,8 +544,8 @@ def train_step(self:Trainer):
         self.bad_total, self.bad_in_row, self.step = self.bad_total + 1, self.bad_in_row + 1, step + 1
         if self.bad_in_row >= c.run.max_bad_steps:
             raise NonFiniteError(f"{self.bad_in_row} non-finite steps in a row (run.max_bad_steps={c.run.max_bad_steps}) "
-                f"at step {step}: the loss or gradients are NaN/inf. The last checkpoint in {self.run_dir/'checkpoints'} "
-                "holds finite weights; try a lower optimizer.lr, optimizer.grad_clip, or run.precision=fp32/bf16.")
+                f"at step {step}: the loss or gradients are NaN/inf. Checkpoints in {self.run_dir/'checkpoints'} (if any) hold "
+                "finite weights; try a lower optimizer.lr, optimizer.grad_clip, or run.precision=fp32/bf16.")
         return
     if c.optimizer.grad_clip > 0: torch.nn.utils.clip_grads_with_norm_(self.params, c.optimizer.grad_clip, norm)
     lr = learning_rate(self.nimg + c.data.batch_size, c.optimizer.lr, c.schedule.warmup_nimg, c.schedule.decay_nimg)
@@ -550,7 +558,7 @@ def train_step(self:Trainer):
     self.step, self.bad_in_row = step + 1, 0
     self._loss_sum, self._loss_n, self._norm, self.lr = self._loss_sum + loss, self._loss_n + 1, norm, lr
 
-# %% ../nbs/09_training.ipynb #b0d9baad
+# %% ../nbs/09_training.ipynb #aaf238ff
 @patch
 def _weights(self:Trainer) -> dict:
     nets = {'model': self.model, 'ema': self.ema} | ({'target': self.target} if self.target is not None else {})
@@ -587,7 +595,7 @@ def load_checkpoint(self:Trainer, path): # a `last.safetensors` (its state file 
     if state['rng']['cuda'] and self.device.type == 'cuda': torch.cuda.set_rng_state_all(state['rng']['cuda'])
     if self.is_main: print(f"resumed {self.run_dir} at step {self.step} ({self.nimg} images)")
 
-# %% ../nbs/09_training.ipynb #14c09cd3
+# %% ../nbs/09_training.ipynb #16a7a0c0
 def read_log(run_dir) -> list:
     "The records of `RUN/log.jsonl`."
     p = Path(run_dir) / 'log.jsonl'
@@ -601,6 +609,8 @@ def plot_losses(run_dir, # a run folder with a log.jsonl
     fig = None if ax is not None else Figure(figsize=(6, 3.2))
     ax = ax or fig.subplots()
     ax.plot([r['nimg'] / 1e3 for r in recs], [r['loss'] for r in recs])
+    for a, b in zip(recs, recs[1:]):  # curriculum stages change the loss's scale: mark where they start
+        if a.get('stage') != b.get('stage'): ax.axvline(b['nimg'] / 1e3, color='0.85', lw=0.8, zorder=0)
     ax.set(xlabel='thousands of images', ylabel='loss (mean over the interval)', yscale='log', title=str(Path(run_dir).name))
     if fig is not None: fig.tight_layout()
     return fig or ax.figure
@@ -616,7 +626,7 @@ def image_grid(x:torch.Tensor, # images (N, C, H, W) in [-1, 1]
     g = torch.nn.functional.pad(g.permute(2, 0, 1), (0, 1, 0, 1), value=0.).permute(1, 2, 0)
     return ((g + 1) / 2).cpu().numpy()
 
-# %% ../nbs/09_training.ipynb #1723648e
+# %% ../nbs/09_training.ipynb #816045ad
 @torch.no_grad()
 def sample_figure(model,                # a consistency model (the EMA)
                   shape:tuple,          # shape of one sample
@@ -631,7 +641,7 @@ def sample_figure(model,                # a consistency model (the EMA)
     dev = next(model.parameters()).device
     xs = [sample(model, (n, *shape), steps=s, generator=torch.Generator().manual_seed(seed), device=dev,
                  sigmas=None if s == 1 else [80., sigma_mid]) for s in (1, 2)]
-    fig = Figure(figsize=(8, 4.3)); axs = fig.subplots(1, 2)
+    fig = Figure(figsize=(8, 4.3)); axs = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, x, s in zip(axs, xs, (1, 2)):
         if len(shape) == 1:
             if data is not None: ax.scatter(*data[:n].cpu().T, s=2, c='0.8', label='data')
@@ -645,7 +655,7 @@ def sample_figure(model,                # a consistency model (the EMA)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_training.ipynb #92d9f89a
+# %% ../nbs/09_training.ipynb #7b6142ed
 @patch
 def log(self:Trainer):
     "Append one record (means since the previous record) to RUN/log.jsonl and the progress bar."
@@ -654,7 +664,7 @@ def log(self:Trainer):
     now = time.perf_counter()
     rec = dict(step=self.step, nimg=self.nimg, loss=loss.item() / max(self._loss_n, 1), lr=self.lr,
                grad_norm=float(self._norm), img_per_s=(self.step - self._t_step) * self.cfg.data.batch_size / (now - self._t0),
-               bad_steps=self.bad_total, time=round(now - self._t_start, 3),
+               bad_steps=self.bad_total, elapsed_s=round(now - self._t_start, 3),
                )
     rec.update({k: float(v) for k, v in self.info.items() if k not in rec})  # the objective's own numbers
     self._loss_sum, self._loss_n, self._t0, self._t_step = 0., 0, now, self.step
@@ -672,7 +682,7 @@ def write_figures(self:Trainer):
                       data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images')
     f.savefig(self.run_dir / f'samples_{self.nimg // 1000:07d}k.png', dpi=100)
 
-# %% ../nbs/09_training.ipynb #7dc1f8fa
+# %% ../nbs/09_training.ipynb #88cd2591
 @patch
 def _start(self:Trainer):
     "Create the run folder, write config.json, trim the log to the resumed step, start timers."

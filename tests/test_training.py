@@ -147,11 +147,24 @@ def test_nonfinite_weights_are_never_saved(tmp_path):
         save_checkpoint(tmp_path, {'w': torch.tensor([1., float('inf')])}, {'step': 1})
     assert not list(tmp_path.glob('*.safetensors'))
 
-def test_nan_in_the_data_is_an_error_not_a_silent_skip(tmp_path):
-    "A NaN in the training data is a bug in the data: the objective refuses the batch."
+def test_nan_batch_is_skipped_and_counted(tmp_path):
+    "A batch with NaN in it (a corrupt record) is refused by the objective; the trainer skips that step and goes on."
     tr = Trainer(tiny(tmp_path))
+    orig = tr.get_batch
+    def get_batch(step, shard):
+        x = orig(step, shard)
+        if step in (1, 4): x = x.clone(); x[0, 0] = float('nan')
+        return x
+    tr.get_batch = get_batch
+    tr.fit()
+    assert tr.step == 8 and tr.bad_total == 2 and tr.bad_in_row == 0
+    assert all(torch.isfinite(v).all() for v in weights(tr).values())
+    assert read_log(tmp_path)[-1]['bad_steps'] == 2
+
+def test_all_nan_data_stops_with_a_clear_message(tmp_path):
+    tr = Trainer(tiny(tmp_path, 'run.max_bad_steps=3'))
     tr.x[:] = float('nan')
-    with pytest.raises(ValueError, match='non-finite'): tr.fit(steps=1)
+    with pytest.raises(NonFiniteError, match='3 non-finite steps in a row'): tr.fit()
 
 # ---------------------------------------------------------------- sharding and torchrun
 
@@ -195,18 +208,23 @@ def test_overrides_types_and_errors():
 
 @pytest.mark.slow
 def test_digits_preset_makes_recognisable_digits(tmp_path):
-    "The default preset, end to end: a logistic-regression classifier trained on real digits is confident on its samples."
+    """The default preset end to end (minutes). Samples must lie near real digits: mean distance to the nearest of the
+    1797 training digits (64 pixels in [0, 1]) below 2.0, where a held-out real digit gives 1.03 and a digit with
+    shuffled pixels 3.5; and a classifier trained on real digits must find every class among them."""
     pytest.importorskip('sklearn')
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import NearestNeighbors
     from consistency_models.sampling import sample
     tr = train(get_config('digits', [f'run.dir={tmp_path}', 'run.progress=false']))
     X, y = load_digits(return_X_y=True)
-    clf = LogisticRegression(max_iter=2000).fit(X / 16, y)
+    nn, clf = NearestNeighbors(n_neighbors=1).fit(X / 16), LogisticRegression(max_iter=2000).fit(X / 16, y)
     for steps in (1, 2):
         x = sample(tr.ema, (500, 1, 8, 8), steps=steps, generator=torch.Generator().manual_seed(0),
                    sigmas=None if steps == 1 else [80., 0.821])
-        p = clf.predict_proba(((x.clamp(-1, 1) + 1) / 2).reshape(500, 64).numpy())
-        assert p.max(1).mean() > 0.8, f'{steps}-step samples: mean classifier confidence {p.max(1).mean():.2f}'
-        assert (torch.bincount(torch.from_numpy(p.argmax(1)), minlength=10) > 10).all()  # every digit appears
-    assert (tmp_path / 'loss.png').is_file() and list(tmp_path.glob('samples_*.png'))
+        z = ((x.clamp(-1, 1) + 1) / 2).reshape(500, 64).numpy()
+        d = nn.kneighbors(z)[0].mean()
+        assert d < 2.0, f'{steps}-step samples: mean nearest-digit distance {d:.2f}'
+        counts = torch.bincount(torch.from_numpy(clf.predict(z)), minlength=10)
+        assert (counts >= 10).all(), f'{steps}-step samples: classes {counts.tolist()}'
+    assert (tmp_path / 'loss.png').is_file() and len(list(tmp_path.glob('samples_*.png'))) == 4

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr
-from .pf_ode import karras_sigmas, expand_sigma, heun_step
+from .pf_ode import karras_sigmas, expand_sigma, heun_step, randn
 from .curricula import (ct_num_scales, ct_ema_decay, ict_num_scales, ect_stage,
                                           sample_uniform_index, sample_lognormal_index, sample_ect_t_r)
 
@@ -118,8 +118,7 @@ def student_and_target(model,               # student f_θ(x, σ, **kwargs)
 def noise_like(x:torch.Tensor, # batch whose shape, dtype and device the noise takes
                generator:torch.Generator=None): # source of randomness (None: the global generator)
     "Standard normal noise like `x`, drawn on the generator's device."
-    if generator is None: return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    return randn(x.shape, generator, x.device, x.dtype)
 
 def consistency_pair(model,                 # student f_θ(x, σ, **kwargs)
                      x0:torch.Tensor,       # clean batch (B, ...)

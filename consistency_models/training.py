@@ -448,7 +448,8 @@ def load_model(path,              # run folder, checkpoint folder, or .safetenso
 # %% ../nbs/09_training.ipynb #31ee0326
 class Trainer:
     "Train a consistency model (or an EDM denoiser) as `config` says: `Trainer(config).fit()`."
-    def __init__(self, config:Config): # what to train and how (see `get_config`)
+    def __init__(self, config:Config, # what to train and how (see `get_config`)
+                 data=None):       # an `ImageData` to train on instead of loading `config.data.name`
         from consistency_models.data import load_dataset
         self.cfg = c = copy.deepcopy(config)
         self.dist = init_distributed(c.run.device)
@@ -457,7 +458,8 @@ class Trainer:
         if c.data.batch_size % self.n_shards:
             raise ValueError(f"data.batch_size={c.data.batch_size} must divide into {self.n_shards} micro-batches "
                              f"(world size {self.dist.world_size} × data.accum {c.data.accum})")
-        self.data = load_dataset(c.data.name, root=c.data.root, size=c.data.size, download=c.data.download)
+        self.data = data if data is not None else load_dataset(c.data.name, root=c.data.root, size=c.data.size,
+                                                                download=c.data.download)
         self.x = self.data.x.to(self.device)
         self.total_steps = math.ceil(c.run.total_nimg / c.data.batch_size)
         self.run_dir = Path(c.run.dir)

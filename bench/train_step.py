@@ -83,7 +83,6 @@ def measure(spec:dict) -> dict:
         t = time.perf_counter()
         trainer = Trainer(cfg, data=synthetic_data(spec['n_images']))
         build_s = time.perf_counter() - t
-        trainer._start()  # sets the counters train_step adds to (it also writes config.json and log.jsonl into run_dir)
 
         def step():
             sync(); t0 = time.perf_counter()

@@ -9,6 +9,7 @@ __all__ = ['ct_num_scales', 'ct_ema_decay', 'ict_num_scales', 'ict_index_probs',
 # %% ../nbs/05_curricula.ipynb #56bdca8b
 import math
 import torch
+from .pf_ode import draw_rows
 
 # %% ../nbs/05_curricula.ipynb #1fd66fc9
 def _check_progress(k, # current iteration, must be >= 0
@@ -71,31 +72,31 @@ def ict_index_probs(sigmas:torch.Tensor, # ascending noise levels σ_1 < … < �
     return mass / mass.sum()
 
 # %% ../nbs/05_curricula.ipynb #a58dd2a1
-def _generator_device(generator): # a torch.Generator or None
+def _generator_device(generator): # a torch.Generator, a `BatchSlice`, or None
     "The device random numbers are drawn on: the generator's, or the CPU when there is none."
     return generator.device if generator is not None else torch.device('cpu')
 
 def sample_uniform_index(n_scales:int,  # number of noise levels N (at least 2)
                          batch:int,     # number of indices to draw
-                         generator:torch.Generator|None=None, # source of randomness
+                         generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
                          device=None,   # device of the result (default: the generator's)
                         ) -> torch.LongTensor:
     "CT's pair indices n ~ U{0, …, N−2}, one per sample: the pair is (σ_n, σ_{n+1})."
     if n_scales < 2: raise ValueError(f"need n_scales >= 2 to form a pair, got {n_scales}")
-    idx = torch.randint(0, n_scales - 1, (batch,), generator=generator, device=_generator_device(generator))
+    idx = draw_rows(lambda n, g: torch.randint(0, n_scales - 1, (n,), generator=g, device=_generator_device(g)), batch, generator)
     return idx if device is None else idx.to(device)
 
 # %% ../nbs/05_curricula.ipynb #1e57dd4e
 def sample_lognormal_index(sigmas:torch.Tensor, # ascending noise levels, shape (N,)
                            batch:int,           # number of indices to draw
-                           generator:torch.Generator|None=None, # source of randomness
+                           generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
                            p_mean:float=-1.1,   # mean of ln σ
                            p_std:float=2.0,     # standard deviation of ln σ
                            device=None,         # device of the result (default: the generator's)
                           ) -> torch.LongTensor:
     "iCT's pair indices n ~ p(n), the discrete lognormal of `ict_index_probs`."
     p = ict_index_probs(sigmas, p_mean, p_std).to(_generator_device(generator))
-    idx = torch.multinomial(p, batch, replacement=True, generator=generator)
+    idx = draw_rows(lambda n, g: torch.multinomial(p, n, replacement=True, generator=g), batch, generator)
     return idx if device is None else idx.to(device)
 
 # %% ../nbs/05_curricula.ipynb #8536ae4a
@@ -126,7 +127,7 @@ def ect_r_from_t(t,                  # larger noise level(s) t > 0: float or ten
 # %% ../nbs/05_curricula.ipynb #68bc315e
 def sample_ect_t_r(batch:int,          # number of pairs to draw
                    stage:int,          # ECT stage, >= 0
-                   generator:torch.Generator|None=None, # source of randomness
+                   generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
                    p_mean:float=-1.1,  # mean of ln t
                    p_std:float=2.0,    # standard deviation of ln t
                    q:float=2., k:float=8., b:float=1., variant:str='sigmoid', # mapping, see `ect_r_from_t`
@@ -134,7 +135,7 @@ def sample_ect_t_r(batch:int,          # number of pairs to draw
                    device=None,        # device of the result (default: the generator's)
                   ) -> tuple:
     "ECT's noise levels: t = exp(P_mean + P_std·ξ), ξ ~ N(0, 1), and r = r(t); both of shape (batch,)."
-    xi = torch.randn(batch, generator=generator, dtype=dtype, device=_generator_device(generator))
+    xi = draw_rows(lambda n, g: torch.randn(n, generator=g, dtype=dtype, device=_generator_device(g)), batch, generator)
     t = (p_mean + p_std * xi).exp()
     if device is not None: t = t.to(device)
     return t, ect_r_from_t(t, stage, q=q, k=k, b=b, variant=variant)

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['TOY2D', 'IDX_MAGIC', 'IDX_SETS', 'PICKLE_ALLOWED', 'CIFAR10', 'IMAGE_EXTS', 'LOADERS', 'ALIASES', 'data_std',
            'ImageData', 'to_unit_range', 'fit_size', 'ring_of_gaussians', 'grid_of_gaussians', 'toy2d', 'load_toy2d',
-           'load_digits', 'read_idx', 'default_cache', 'download_file', 'find_idx_files', 'load_mnist', 'load_fmnist',
-           'SafeUnpickler', 'safe_unpickle', 'read_cifar_batch', 'find_cifar10', 'load_cifar10', 'load_folder',
-           'load_dataset', 'batches']
+           'load_digits', 'read_idx', 'default_cache', 'DownloadError', 'download_file', 'find_idx_files', 'load_mnist',
+           'load_fmnist', 'UnsafePickleError', 'SafeUnpickler', 'safe_unpickle', 'read_cifar_batch', 'find_cifar10',
+           'load_cifar10', 'load_folder', 'load_dataset', 'batches']
 
 # %% ../nbs/08_data.ipynb #6496f14f
-import codecs, gzip, hashlib, math, os, pickle, struct, tarfile, tempfile, urllib.request, zlib
+import codecs, gzip, hashlib, http.client, math, os, pickle, struct, tarfile, tempfile, urllib.error, urllib.request, warnings, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -21,11 +21,16 @@ from .pf_ode import GaussianMixture
 # %% ../nbs/08_data.ipynb #0e1ce5d1
 def data_std(x:torch.Tensor, # samples (N, ...) of any float dtype
              chunk:int=4096):  # samples per chunk (keeps float64 copies small)
-    "Standard deviation of all values of `x` about their overall mean, summed in float64."
-    n, s1, s2 = x.numel(), 0., 0.
-    if n < 2: raise ValueError(f"need at least 2 values for a standard deviation, got {n}")
+    "Standard deviation of all values of the finite samples of `x` about their mean, summed in float64."
+    x = torch.atleast_1d(x)
+    N, k, n, s1, s2 = len(x), 0, 0, 0., 0.
     for c in x.split(chunk):
-        c = c.double(); s1 += c.sum().item(); s2 += (c * c).sum().item()
+        c = c[torch.isfinite(c).flatten(1).all(1) if c.dim() > 1 else torch.isfinite(c)].double()  # finite samples only
+        k += len(c); n += c.numel(); s1 += c.sum().item(); s2 += (c * c).sum().item()
+    if N and not k: raise ValueError(f"cannot measure σ_data: all {N} samples hold NaN or inf values")
+    if n < 2: raise ValueError(f"need at least 2 values for a standard deviation, got {n}")
+    if k < N: warnings.warn(f"{N - k} of {N} samples {'holds' if N - k == 1 else 'hold'} NaN or inf values and were left out of σ_data "
+                            "(a training step whose batch holds one is skipped as non-finite)", RuntimeWarning, stacklevel=2)
     return math.sqrt(max(s2 - s1 * s1 / n, 0.) / (n - 1))
 
 @dataclass
@@ -33,7 +38,7 @@ class ImageData:
     "Samples scaled to [-1, 1] with their measured σ_data."
     x: torch.Tensor              # float32 images (N,C,H,W) in [-1, 1], or 2-D toy points (N, 2)
     labels: torch.Tensor = None  # int64 class labels (N,), or None
-    sigma_data: float = None     # std of all values of `x`; measured with `data_std` when None
+    sigma_data: float = None     # std of all values of the finite samples of `x`; measured with `data_std` when None
     name: str = ''               # what was loaded, e.g. 'digits-8'
     def __post_init__(self):
         if self.sigma_data is None: self.sigma_data = data_std(self.x)
@@ -159,34 +164,52 @@ def default_cache() -> Path:
     "The folder downloads go to when no `root` is given: $XDG_CACHE_HOME (or ~/.cache)/consistency_models."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'consistency_models'
 
-def download_file(url:str,       # where to fetch from (http(s):// or file://)
-                  dest,          # the final path of the file
-                  md5:str=None): # expected MD5 hex digest; None skips the check
-    "Download `url` to `dest` atomically: temporary file, MD5 check, then rename."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+class DownloadError(OSError):
+    "A download that failed from every address; the message (one line) names each address and why."
+
+def _why(e):
+    "A short one-line reason for a failed fetch, e.g. 'Connection refused' or 'HTTP Error 404: Not Found'."
+    r = e if isinstance(e, urllib.error.HTTPError) else getattr(e, 'reason', e)
+    s = (f"{r.strerror}: {r.filename}" if r.filename else r.strerror) if isinstance(r, OSError) and r.strerror else str(r)
+    return (s.strip().splitlines() or [type(r).__name__])[0][:200]
+
+def _fetch(url, dest, md5):
+    "Fetch one address to `dest` through a temporary file in its folder, removed on any failure."
+    dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + '.', suffix='.part')
     try:
         h = hashlib.md5()
         with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=60) as r:
             while chunk := r.read(1 << 20): f.write(chunk); h.update(chunk)
         if md5 is not None and h.hexdigest() != md5:
-            raise OSError(f"download of {url} is corrupt: MD5 {h.hexdigest()}, expected {md5}")
+            raise OSError(f"MD5 {h.hexdigest()} differs from the expected {md5}: corrupt or altered on the way")
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return dest
 
+def download_file(url,           # where to fetch from (http(s):// or file://), or a list of addresses tried in order
+                  dest,          # the final path of the file
+                  md5:str=None): # expected MD5 hex digest; None skips the check
+    "Download to `dest` atomically (temporary file, MD5 check, rename) from the first address that works."
+    fails = []
+    for u in [url] if isinstance(url, str) else url:
+        try: return _fetch(u, Path(dest), md5)
+        except (OSError, http.client.HTTPException) as e: fails.append((u, _why(e)))
+    (u, why), *rest = fails
+    raise DownloadError(f"download from {u} failed ({why})" + ''.join(f", and from {u} ({why})" for u, why in rest))
+
 # %% ../nbs/08_data.ipynb #76724901
 IDX_SETS = {
-    'mnist': dict(folder='mnist', system=(), url='https://ossci-datasets.s3.amazonaws.com/mnist/',
-                  hint="pass download=True",
+    'mnist': dict(folder='mnist', system=(), urls=('https://ossci-datasets.s3.amazonaws.com/mnist/',), install=None,
                   md5={'train-images-idx3-ubyte.gz': 'f68b3c2dcbeaaa9fbdd348bbdeb94873',
                        'train-labels-idx1-ubyte.gz': 'd53e105ee54ea40749a09fcbcd1e9432',
                        't10k-images-idx3-ubyte.gz': '9fb629c4189551a2d022fa330f9573f3',
                        't10k-labels-idx1-ubyte.gz': 'ec29112dd5afa0611ce80d1b7f02629c'}),
     'fmnist': dict(folder='fashion-mnist', system=('/usr/share/datasets/fashion-mnist',),
-                   url='http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
-                   hint="install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass download=True",
+                   urls=('https://fashion-mnist.s3.eu-central-1.amazonaws.com/',           # S3's own endpoint: https
+                         'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'),  # the published website: http only
+                   install="install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu)",
                    md5={'train-images-idx3-ubyte.gz': '8d4fb7e6c68d591d4c3dfef9ec88bf0d',
                         'train-labels-idx1-ubyte.gz': '25c81989df183df01b3e8a0aad5dffbe',
                         't10k-images-idx3-ubyte.gz': 'bef4ecab320f06d8554ea6380940ec79',
@@ -209,12 +232,18 @@ def find_idx_files(key:str,            # 'mnist' or 'fmnist' (a key of IDX_SETS)
     dirs.append(default_cache() / spec['folder'])
     stems = [f'{pre}-images-idx3-ubyte', f'{pre}-labels-idx1-ubyte']
     found = [_find_file(s, dirs) for s in stems]
+    where = lambda s: f"no {s}[.gz] in {', '.join(map(str, dirs))}"
     if None in found and download:
         dest = Path(root) if root is not None else default_cache() / spec['folder']
-        found = [f or download_file(spec['url'] + s + '.gz', dest / (s + '.gz'), spec['md5'][s + '.gz']) for f, s in zip(found, stems)]
+        for i, s in enumerate(stems):
+            if found[i] is not None: continue
+            try: found[i] = download_file([u + s + '.gz' for u in spec['urls']], dest / (s + '.gz'), spec['md5'][s + '.gz'])
+            except DownloadError as e:
+                raise FileNotFoundError(f"{key} ({split}) is not found locally ({where(s)}), and the {e}; put "
+                    f"{' and '.join(t + '.gz' for t in stems)} in {dest}" + (f", or {spec['install']}" if spec['install'] else '')) from None
     if None in found:
-        missing = stems[found.index(None)]
-        raise FileNotFoundError(f"{key} ({split}): no {missing}[.gz] in {', '.join(map(str, dirs))}; {spec['hint']}")
+        raise FileNotFoundError(f"{key} ({split}): {where(stems[found.index(None)])}; "
+                                + (f"{spec['install']}, or " if spec['install'] else '') + "pass download=True")
     return found
 
 # %% ../nbs/08_data.ipynb #18a1f09b
@@ -248,29 +277,37 @@ except ImportError: from numpy.core.multiarray import _reconstruct  # numpy < 2
 PICKLE_ALLOWED = {('numpy.core.multiarray', '_reconstruct'): _reconstruct, ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
                   ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype, ('_codecs', 'encode'): codecs.encode}
 
+class UnsafePickleError(ValueError):
+    "A pickle that asks for a global outside `PICKLE_ALLOWED`; refused before anything runs."
+
 class SafeUnpickler(pickle.Unpickler):
     "An Unpickler that builds only dicts, lists, strings, bytes, numbers and numpy arrays."
     def find_class(self, module, name):
         try: return PICKLE_ALLOWED[module, name]
-        except KeyError: raise pickle.UnpicklingError(
-            f"refused to load {module}.{name}: only numpy arrays, dicts, lists and bytes are allowed (a pickle can run code)") from None
+        except KeyError: raise UnsafePickleError(f"refused as unsafe: it asks to load {module}.{name}; "
+                                                 "a CIFAR-10 batch holds only numpy arrays, dicts, lists and bytes") from None
 
 def safe_unpickle(path): # a pickle file
-    "Load a pickle file with `SafeUnpickler`; errors name the file."
-    try:
-        with open(path, 'rb') as f: return SafeUnpickler(f, encoding='latin1').load()
-    except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f"{path}: {e}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise ValueError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e})") from None
+    "Load a pickle file with `SafeUnpickler`; every failure is a one-line `ValueError` naming the file."
+    with open(path, 'rb') as f:
+        try: return SafeUnpickler(f, encoding='latin1').load()
+        except UnsafePickleError as e: raise UnsafePickleError(f"{path}: {e}") from None
+        except OSError: raise  # the disk, not the file's content
+        except Exception as e:
+            why = (str(e).strip().splitlines() or [''])[0][:200]
+            raise ValueError(f"{path}: truncated or corrupt pickle ({type(e).__name__}{': ' + why if why else ''})") from None
 
 # %% ../nbs/08_data.ipynb #150209cb
 def read_cifar_batch(path): # one CIFAR-10 python batch file
     "uint8 images (N,3,32,32) and int64 labels (N,) from one CIFAR-10 python batch."
     d = safe_unpickle(path)
     if not isinstance(d, dict) or 'data' not in d or 'labels' not in d:
-        got = sorted(d) if isinstance(d, dict) else type(d).__name__
+        got = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
         raise ValueError(f"{path}: expected a CIFAR-10 batch, a dict with 'data' and 'labels', got {got}")
-    x, y = d['data'], np.asarray(d['labels'], dtype=np.int64)
+    try: y = np.asarray(d['labels'], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError): y = None
+    if y is None or y.ndim != 1: raise ValueError(f"{path}: 'labels' should be a flat list of ints")
+    x = d['data']
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape != (len(y), 3072):
         shape = getattr(x, 'shape', None); dtype = getattr(x, 'dtype', type(x).__name__)
         raise ValueError(f"{path}: 'data' should be uint8 of shape ({len(y)}, 3072), got {dtype} {shape}")
@@ -282,12 +319,14 @@ CIFAR10 = dict(folder='cifar-10-batches-py', url='https://www.cs.toronto.edu/~kr
 
 def _extract(tgz, dest):
     "Unpack a tar archive into `dest`, refusing members that would land outside it."
-    with tarfile.open(tgz) as t:
-        if hasattr(tarfile, 'data_filter'): return t.extractall(dest, filter='data')
-        for m in t.getmembers():  # Pythons without extraction filters: check by hand
-            if not (m.isfile() or m.isdir()) or not (Path(dest) / m.name).resolve().is_relative_to(Path(dest).resolve()):
-                raise ValueError(f"{tgz}: refusing unsafe archive member {m.name!r}")
-        t.extractall(dest)
+    try:
+        with tarfile.open(tgz) as t:
+            if hasattr(tarfile, 'data_filter'): return t.extractall(dest, filter='data')
+            for m in t.getmembers():  # Pythons without extraction filters: check by hand
+                if not (m.isfile() or m.isdir()) or not (Path(dest) / m.name).resolve().is_relative_to(Path(dest).resolve()):
+                    raise ValueError(f"{tgz}: refusing unsafe archive member {m.name!r}")
+            t.extractall(dest)
+    except tarfile.TarError as e: raise ValueError(f"{tgz}: {(str(e).splitlines() or ['corrupt archive'])[0]}") from None
 
 def find_cifar10(root=None,           # folder to look in first (and to download into)
                  download:bool=False): # fetch and unpack the archive when it is not found
@@ -295,11 +334,14 @@ def find_cifar10(root=None,           # folder to look in first (and to download
     dirs = ([Path(root) / CIFAR10['folder'], Path(root)] if root is not None else []) + [default_cache() / CIFAR10['folder']]
     for d in dirs:
         if (d / 'data_batch_1').is_file() or (d / 'test_batch').is_file(): return d
+    where = f"no data_batch_1 or test_batch in {', '.join(map(str, dirs))}"
     if not download:
-        raise FileNotFoundError(f"CIFAR-10: no data_batch_1 or test_batch in {', '.join(map(str, dirs))}; pass download=True "
-                                f"to fetch {CIFAR10['url']} (163 MiB), or unpack it there yourself")
+        raise FileNotFoundError(f"CIFAR-10: {where}; pass download=True to fetch {CIFAR10['url']} (163 MiB), or unpack it there yourself")
     base = Path(root) if root is not None else default_cache()
-    tgz = download_file(CIFAR10['url'], base / 'cifar-10-python.tar.gz', CIFAR10['md5'])
+    try: tgz = download_file(CIFAR10['url'], base / 'cifar-10-python.tar.gz', CIFAR10['md5'])
+    except DownloadError as e:
+        raise FileNotFoundError(f"CIFAR-10 is not found locally ({where}), and the {e}; unpack cifar-10-python.tar.gz "
+                                f"in {base} yourself, so that {base / CIFAR10['folder']} holds data_batch_1 … test_batch") from None
     _extract(tgz, base)
     return base / CIFAR10['folder']
 

@@ -9,9 +9,7 @@ def run(*args, timeout=120):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 def test_theory_json_structure_and_bands():
-    t0 = time.time()
     r = run('cm-theory', '--json', '--check')
-    took = time.time() - t0
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     t1 = res['theorem1']
@@ -25,7 +23,6 @@ def test_theory_json_structure_and_bands():
     assert all(3.8 <= a / b <= 4.2 for a, b in zip(d[1:], d[2:]))
     p = res['prop1']['karras']
     assert p['N'] == [10, 100, 1000, 10000, 100000] and set(p['loss']) == {'-5', '1', '10'}
-    assert took < 60, f'cm-theory took {took:.1f} s'
 
 def test_theory_table_is_readable():
     r = run('cm-theory')
@@ -78,34 +75,7 @@ def test_existing_run_is_never_overwritten(toy_run):
     assert r.returncode == 2 and 'already holds a run' in r.stderr
     assert {p: p.stat().st_mtime_ns for p in toy_run.rglob('*') if p.is_file()} == before
 
-@pytest.mark.parametrize('args, says', [
-    (['--preset', 'nope'], 'unknown preset'),
-    (['--out', '{tmp}/a', 'run.total_img=5'], 'unknown config key'),
-    (['--out', '{tmp}/a', 'run.total_nimg=lots'], 'run.total_nimg'),
-    (['--out', '{tmp}/a', 'nonsense'], 'key=value'),
-    (['--out', '{tmp}/a', '--resume'], 'no checkpoint'),
-    (['--bogus'], 'unrecognized arguments'),
-])
-def test_train_bad_options(tmp_path, args, says):
-    r = run('cm-train', *[a.format(tmp=tmp_path) for a in args])
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    assert len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
-    assert not (tmp_path / 'a').exists()
-
-@pytest.mark.parametrize('args, says', [
-    ([], '--ckpt is required'),
-    (['--ckpt', '{tmp}/missing'], 'does not exist'),
-    (['--ckpt', '{run}', '--out', '{tmp}/x.jpg'], '.png or .npz'),
-    (['--ckpt', '{run}', '--out', '{tmp}/no/such/dir/x.png'], 'does not exist'),
-    (['--ckpt', '{run}', '--steps', '0'], '>= 1'),
-    (['--ckpt', '{tmp}/junk.safetensors'], 'junk.safetensors'),
-])
-def test_sample_bad_options_and_files(toy_run, tmp_path, args, says):
-    (tmp_path / 'junk.safetensors').write_bytes(b'not a checkpoint at all')
-    r = run('cm-sample', *[a.format(tmp=tmp_path, run=toy_run) for a in args])
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    assert len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
-    assert 'Traceback' not in r.stderr
+# Bad options, values and files of every command: tests/test_errors.py.
 
 def test_train_under_torchrun_two_cpu_processes(tmp_path):
     exe = shutil.which('cm-train')

@@ -1,5 +1,5 @@
 "Error paths and file formats of `consistency_models.data`, on tiny files in a temporary folder (never the network)."
-import gzip, hashlib, io, os, pickle, struct, tarfile
+import gzip, hashlib, io, os, pickle, struct, tarfile, warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,7 @@ def test_download_idx_from_file_url(tmp_path, monkeypatch):
     server = tmp_path / 'server'
     imgs, labs = write_idx_set(server)
     md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in server.iterdir()}
-    monkeypatch.setitem(D.IDX_SETS['mnist'], 'url', server.as_uri() + '/')
+    monkeypatch.setitem(D.IDX_SETS['mnist'], 'urls', (server.as_uri() + '/',))
     monkeypatch.setitem(D.IDX_SETS['mnist'], 'md5', md5)
     with pytest.raises(FileNotFoundError): D.load_mnist(root=tmp_path / 'dl')          # no consent, no download
     d = D.load_mnist(root=tmp_path / 'dl', download=True)
@@ -132,13 +132,56 @@ def test_download_idx_from_file_url(tmp_path, monkeypatch):
     # a corrupted download leaves nothing behind
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache2'))
     monkeypatch.setitem(D.IDX_SETS['mnist'], 'md5', {k: '0' * 32 for k in md5})
-    with pytest.raises(OSError, match='MD5 .* expected 0{32}'): D.load_mnist(root=tmp_path / 'dl2', download=True)
+    with pytest.raises(FileNotFoundError, match='MD5 [0-9a-f]{32} differs from the expected 0{32}'):
+        D.load_mnist(root=tmp_path / 'dl2', download=True)
     assert list((tmp_path / 'dl2').iterdir()) == []
 
 
+REFUSED = 'http://127.0.0.1:9/'  # the discard port: the connection is refused at once, no network needed
+
+
 def test_download_url_failure_leaves_nothing(tmp_path):
-    with pytest.raises(OSError): D.download_file((tmp_path / 'absent').as_uri(), tmp_path / 'out' / 'f')
+    absent = (tmp_path / 'absent').as_uri()
+    with pytest.raises(D.DownloadError) as e: D.download_file([REFUSED + 'f', absent], tmp_path / 'out' / 'f')
+    assert isinstance(e.value, OSError)
+    assert str(e.value) == (f"download from {REFUSED}f failed (Connection refused), "
+                            f"and from {absent} (No such file or directory: {tmp_path / 'absent'})")
     assert list((tmp_path / 'out').iterdir()) == []
+
+
+def test_download_falls_back_to_the_next_address(tmp_path, monkeypatch):
+    "Fashion-MNIST tries S3's https endpoint first and the http website only if that fails."
+    https, http = D.IDX_SETS['fmnist']['urls']
+    assert https.startswith('https://') and http.startswith('http://')
+    server = tmp_path / 'server'
+    _, labs = write_idx_set(server, split='test')
+    monkeypatch.setitem(D.IDX_SETS['fmnist'], 'system', ())
+    monkeypatch.setitem(D.IDX_SETS['fmnist'], 'urls', (REFUSED, server.as_uri() + '/'))
+    monkeypatch.setitem(D.IDX_SETS['fmnist'], 'md5', {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in server.iterdir()})
+    assert D.load_fmnist(root=tmp_path / 'dl', split='test', download=True).labels.tolist() == labs.tolist()
+    assert sorted(p.name for p in (tmp_path / 'dl').iterdir()) == ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+
+
+@pytest.mark.parametrize('key', ['mnist', 'fmnist'])
+def test_offline_download_is_one_line_saying_what_to_do(tmp_path, monkeypatch, key):
+    monkeypatch.setitem(D.IDX_SETS[key], 'system', (str(tmp_path / 'system'),))
+    monkeypatch.setitem(D.IDX_SETS[key], 'urls', (REFUSED, (tmp_path / 'nowhere').as_uri() + '/'))
+    root = tmp_path / 'mine'
+    with pytest.raises(FileNotFoundError) as e: D.find_idx_files(key, 'train', root, download=True)
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1 and e.value.__cause__ is None and e.value.__suppress_context__
+    for part in (f'{key} (train) is not found locally (no train-images-idx3-ubyte[.gz] in {root}, {root / D.IDX_SETS[key]["folder"]}, '
+                 f'{tmp_path / "system"}, {D.default_cache() / D.IDX_SETS[key]["folder"]})',
+                 f'the download from {REFUSED}train-images-idx3-ubyte.gz failed (Connection refused), and from '
+                 f'{(tmp_path / "nowhere").as_uri()}/train-images-idx3-ubyte.gz (No such file or directory',
+                 f'put train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz in {root}'):
+        assert part in msg, part
+    assert ('apt-get install dataset-fashion-mnist' in msg) == (key == 'fmnist')
+    assert 'download=True' not in msg
+    assert list(root.iterdir()) == []                                      # no partial file left behind
+    # without root the files are to go to the cache, and the message says so
+    with pytest.raises(FileNotFoundError, match=f'in {D.default_cache() / D.IDX_SETS[key]["folder"]}'):
+        D.find_idx_files(key, 'test', download=True)
 
 
 # ---------- CIFAR-10 ----------
@@ -194,8 +237,11 @@ def test_malicious_pickle_is_refused_before_running(tmp_path, payload):
     obj = {'system': {'data': Evil(marker), 'labels': []}, 'eval': {'data': EvilEval(), 'labels': []},
            'ndarray-subclass': {'data': np.ma.masked_array([1, 2]), 'labels': []}}[payload]
     (folder / 'test_batch').write_bytes(pickle.dumps(obj, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r'test_batch: refused to load \S+: only numpy arrays'):
-        D.load_cifar10(root=tmp_path, split='test')
+    with pytest.raises(D.UnsafePickleError) as e: D.load_cifar10(root=tmp_path, split='test')
+    assert isinstance(e.value, ValueError) and len(str(e.value).splitlines()) == 1
+    assert str(e.value).startswith(f"{folder / 'test_batch'}: refused as unsafe: it asks to load ")
+    assert str(e.value).endswith('; a CIFAR-10 batch holds only numpy arrays, dicts, lists and bytes')
+    assert {'system': '.system;', 'eval': 'builtin__.eval;', 'ndarray-subclass': 'numpy.ma.core.'}[payload] in str(e.value)
     assert not marker.exists()
 
 
@@ -213,8 +259,13 @@ def test_cifar_truncated_and_wrong_content(tmp_path):
     fake_cifar(folder, names=['test_batch'])
     p = folder / 'test_batch'
     p.write_bytes(p.read_bytes()[:500])
-    with pytest.raises((ValueError, pickle.UnpicklingError), match='test_batch: .*(truncated|corrupt)'):
-        D.load_cifar10(root=tmp_path, split='test')
+    with pytest.raises(ValueError) as e: D.load_cifar10(root=tmp_path, split='test')
+    assert type(e.value) is ValueError and len(str(e.value).splitlines()) == 1
+    assert str(e.value).startswith(f'{p}: truncated or corrupt pickle (UnpicklingError: pickle data was truncated)')
+    p.write_bytes(b'\x80\x02}q\x00X\x04\x00\x00\x00dataq\x01\xff.')     # an opcode that does not exist
+    with pytest.raises(ValueError, match=f'{p.name}: truncated or corrupt pickle'): D.load_cifar10(root=tmp_path, split='test')
+    p.write_bytes(b'')
+    with pytest.raises(ValueError, match=f'{p.name}: truncated or corrupt pickle \\(EOFError'): D.load_cifar10(root=tmp_path, split='test')
     p.write_bytes(pickle.dumps([1, 2, 3], protocol=2))
     with pytest.raises(ValueError, match="test_batch: expected a CIFAR-10 batch, a dict with 'data' and 'labels', got list"):
         D.load_cifar10(root=tmp_path, split='test')
@@ -224,6 +275,10 @@ def test_cifar_truncated_and_wrong_content(tmp_path):
     p.write_bytes(pickle.dumps({'data': np.zeros((2, 3072), np.uint8), 'labels': [0]}, protocol=2))
     with pytest.raises(ValueError, match=r"shape \(1, 3072\), got uint8 \(2, 3072\)"):
         D.load_cifar10(root=tmp_path, split='test')
+    for labels in (['cat', 'dog'], [[0, 1]], [None, 1]):
+        p.write_bytes(pickle.dumps({'data': np.zeros((2, 3072), np.uint8), 'labels': labels}, protocol=2))
+        with pytest.raises(ValueError, match="test_batch: 'labels' should be a flat list of ints"):
+            D.load_cifar10(root=tmp_path, split='test')
 
 
 def test_cifar_missing_batch_and_missing_folder(tmp_path):
@@ -261,8 +316,19 @@ def test_cifar_archive_escaping_its_folder_is_refused(tmp_path, monkeypatch, fil
     make_tgz(tgz, [('../escaped', b'x')])
     monkeypatch.setitem(D.CIFAR10, 'url', tgz.as_uri())
     monkeypatch.setitem(D.CIFAR10, 'md5', hashlib.md5(tgz.read_bytes()).hexdigest())
-    with pytest.raises((tarfile.TarError, ValueError), match='escaped'): D.load_cifar10(root=tmp_path / 'root', download=True)
+    with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz: .*'\.\./escaped'"): D.load_cifar10(root=tmp_path / 'root', download=True)
     assert not (tmp_path / 'escaped').exists()
+
+
+def test_cifar_offline_download_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(D.CIFAR10, 'url', REFUSED + 'cifar-10-python.tar.gz')
+    with pytest.raises(FileNotFoundError) as e: D.load_cifar10(root=tmp_path / 'root', download=True)
+    assert str(e.value) == (
+        f"CIFAR-10 is not found locally (no data_batch_1 or test_batch in {tmp_path / 'root' / 'cifar-10-batches-py'}, "
+        f"{tmp_path / 'root'}, {D.default_cache() / 'cifar-10-batches-py'}), and the download from {REFUSED}cifar-10-python.tar.gz "
+        f"failed (Connection refused); unpack cifar-10-python.tar.gz in {tmp_path / 'root'} yourself, so that "
+        f"{tmp_path / 'root' / 'cifar-10-batches-py'} holds data_batch_1 … test_batch")
+    assert list((tmp_path / 'root').iterdir()) == []
 
 
 # ---------- image folders ----------
@@ -306,6 +372,23 @@ def test_folder_errors(pics, tmp_path):
     with pytest.raises(FileNotFoundError, match='no images'): D.load_folder(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError, match='does not exist'): D.load_folder(tmp_path / 'nope')
     with pytest.raises(ValueError, match="'RGB' or 'L'"): D.load_folder(pics, mode='CMYK')
+
+
+# ---------- σ_data ----------
+
+def test_sigma_data_leaves_out_non_finite_samples():
+    x = torch.randn(50, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    bad = x.clone(); bad[7, 0, 1, 2] = float('nan'); bad[8, 0, 0, 0] = float('inf'); bad[40] = -float('inf')
+    with pytest.warns(RuntimeWarning, match=r'^3 of 50 samples hold NaN or inf values and were left out of σ_data') as ws:
+        d = D.ImageData(bad)
+    assert len(ws) == 1
+    keep = [i for i in range(50) if i not in (7, 8, 40)]
+    assert d.sigma_data == pytest.approx(D.data_std(x[keep]), rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                   # finite data: no warning at all
+        assert D.ImageData(x).sigma_data == pytest.approx(x.double().std().item(), rel=1e-12)
+    with pytest.warns(RuntimeWarning, match='^1 of 3 samples holds'): D.data_std(torch.tensor([1., 2., float('nan')]))
+    with pytest.raises(ValueError, match='all 2 samples hold NaN or inf values'): D.ImageData(torch.full((2, 4), float('nan')))
 
 
 # ---------- dispatch, toys, batches ----------

@@ -25,7 +25,7 @@ def test_resume_is_bit_identical(tmp_path):
     full = Trainer(tiny(tmp_path / 'full')).fit()
     half = Trainer(tiny(tmp_path / 'split')).fit(steps=4)
     assert half.step == 4 and (tmp_path / 'split/checkpoints/last.safetensors').is_file()
-    resumed = Trainer(tiny(tmp_path / 'split'))
+    resumed = Trainer(tiny(tmp_path / 'split', 'run.resume=true'))
     assert resumed.step == 4
     resumed.fit()
     assert resumed.step == full.step == 8
@@ -39,12 +39,12 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_resume_with_accumulation_and_images(tmp_path):
     "The same on 8×8 digits with a small U-Net, gradient accumulation and ECT (all of a real run's paths)."
-    cfg = lambda d: get_config('digits', [f'run.dir={d}', 'run.total_nimg=96', 'data.batch_size=16', 'data.accum=2',
+    cfg = lambda d, *more: get_config('digits', [*more, f'run.dir={d}', 'run.total_nimg=96', 'data.batch_size=16', 'data.accum=2',
                                           'run.log_nimg=16', 'run.sample_nimg=0', 'run.progress=false', 'model.dropout=0.2',
                                           'model.net_kwargs={"model_channels": 8, "channel_mult": (1,), "attn_resolutions": ()}'])
     full = Trainer(cfg(tmp_path / 'a')).fit()
     Trainer(cfg(tmp_path / 'b')).fit(steps=3)
-    resumed = Trainer(cfg(tmp_path / 'b')).fit()
+    resumed = Trainer(cfg(tmp_path / 'b', 'run.resume=true')).fit()
     wa, wb = weights(full), weights(resumed)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
@@ -69,7 +69,7 @@ def test_sigkill_leaves_a_loadable_checkpoint(tmp_path):
     assert p.returncode == -signal.SIGKILL
     model = load_model(run)
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
-    tr = Trainer(get_config('toy2d', args))
+    tr = Trainer(get_config('toy2d', [*args, 'run.resume=true']))
     assert tr.step >= 1
     tr.fit(steps=2)  # and training goes on from there
     assert not list((run / 'checkpoints').glob('.*tmp*'))  # leftovers of the killed writer were removed
@@ -86,20 +86,20 @@ def test_truncated_weights_give_a_clear_error(finished_run):
     w = finished_run / 'checkpoints' / 'last.safetensors'
     w.write_bytes(w.read_bytes()[:w.stat().st_size // 2])
     with pytest.raises(CheckpointError, match=str(w)): load_model(finished_run)
-    with pytest.raises(CheckpointError, match=str(w)): Trainer(tiny(finished_run))
+    with pytest.raises(CheckpointError, match=str(w)): Trainer(tiny(finished_run, 'run.resume=true'))
 
 def test_corrupted_weights_are_detected_on_resume(finished_run):
     "Same size, one flipped byte in the tensor data: the state file's CRC-32 catches it."
     w = finished_run / 'checkpoints' / 'last.safetensors'
     b = bytearray(w.read_bytes()); b[-10] ^= 0xFF; w.write_bytes(bytes(b))
-    with pytest.raises(CheckpointError, match='CRC'): Trainer(tiny(finished_run))
+    with pytest.raises(CheckpointError, match='CRC'): Trainer(tiny(finished_run, 'run.resume=true'))
 
 def test_truncated_or_missing_state_gives_a_clear_error(finished_run):
     (s,) = (finished_run / 'checkpoints').glob('last-state-*.pt')
     s.write_bytes(s.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match=str(s)): Trainer(tiny(finished_run))
+    with pytest.raises(CheckpointError, match=str(s)): Trainer(tiny(finished_run, 'run.resume=true'))
     s.unlink()
-    with pytest.raises(CheckpointError, match='missing'): Trainer(tiny(finished_run))
+    with pytest.raises(CheckpointError, match='missing'): Trainer(tiny(finished_run, 'run.resume=true'))
 
 def test_missing_checkpoint_is_a_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match='no checkpoint'): load_model(tmp_path)
@@ -131,7 +131,9 @@ def test_nan_steps_are_skipped_and_counted(tmp_path):
     assert not torch.equal(b['model.backbone.inp.weight'], a['model.backbone.inp.weight'])  # a good step does
     assert all(torch.isfinite(v).all() for v in weights(tr).values())
     log = read_log(tmp_path)
-    assert log[-1]['bad_steps'] == 3 and all(math.isfinite(r['loss']) for r in log)
+    assert log[-1]['bad_steps'] == 3  # one record per step: a skipped step's record has no loss, the others a finite one
+    assert [r['step'] for r in log if r['loss'] is None] == [3, 4, 6] and all(r['skipped'] == 1 for r in log if r['loss'] is None)
+    assert all(math.isfinite(r['loss']) for r in log if r['loss'] is not None)
     assert load_model(tmp_path) is not None
 
 def test_too_many_bad_steps_in_a_row_stop_with_a_clear_message(tmp_path):
@@ -189,6 +191,23 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     ddp = load_model(tmp_path / 'ddp', which='model').state_dict()
     one = single.model.state_dict()
     for k in one: torch.testing.assert_close(ddp[k], one[k], rtol=1e-5, atol=1e-5)
+
+def test_batch_split_does_not_change_the_run(tmp_path):
+    """Without dropout, each sample's noise is a function of (seed, step, sample index): 2 gloo processes, 1 process and
+    1 process with 2 accumulation steps train the same weights up to the order of float sums."""
+    common = [*TINY, 'model.dropout=0']
+    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                        str(script), 'toy2d', f'run.dir={tmp_path/"ddp"}', *common], env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    runs = {'ddp': load_model(tmp_path / 'ddp', which='model').state_dict()}
+    for name, accum in (('one', 1), ('accum2', 2)):
+        runs[name] = Trainer(get_config('toy2d', [f'run.dir={tmp_path / name}', *common, f'data.accum={accum}'])).fit().model.state_dict()
+    for k in runs['one']:
+        torch.testing.assert_close(runs['ddp'][k], runs['one'][k], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(runs['accum2'][k], runs['one'][k], rtol=1e-5, atol=1e-5)
+    losses = {n: [r['loss'] for r in read_log(tmp_path / n)] for n in runs}
+    assert losses['ddp'] == pytest.approx(losses['one'], rel=1e-5) and losses['accum2'] == pytest.approx(losses['one'], rel=1e-5)
 
 def test_batch_must_split_into_micro_batches(tmp_path):
     with pytest.raises(ValueError, match='micro-batches'): Trainer(tiny(tmp_path, 'data.batch_size=63', 'data.accum=2'))

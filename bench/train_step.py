@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the library's real training step on the CIFAR-10 DDPM++ network (≈56M parameters).
 
-For the `cifar10_ict` and `cifar10_ect` presets of `consistency_models.training`, it builds the
+For the `cifar10_ict` and `cifar10_ect` presets of `consistency_models.config`, it builds the
 library's `Trainer` (synthetic data in place of CIFAR-10), calls `Trainer.train_step()` (one optimizer
 step: objective forward, stop-grad target pass, backward, optimizer, EMA update), and reports img/s,
 peak memory, FLOPs per image, achieved TFLOP/s and MFU in fp32 and bf16, with and without torch.compile.
@@ -70,7 +70,8 @@ def synthetic_data(n:int, shape=(3, 32, 32), seed:int=0):
 def measure(spec:dict) -> dict:
     "Build the Trainer for one configuration, time its steady-state train_step, count its FLOPs."
     from torch.utils.flop_counter import FlopCounterMode
-    from consistency_models.training import get_config, Trainer
+    from consistency_models.config import get_config
+    from consistency_models.training import Trainer
     if spec['threads']: torch.set_num_threads(spec['threads'])
     dev = torch.device(spec['device'])
     cuda = dev.type == 'cuda'

@@ -10,6 +10,7 @@ __all__ = ['CLIError', 'make_parser', 'error_line', 'run_cli', 'theory_results',
 import argparse, inspect, json as _json, math, os, sys, time
 from pathlib import Path
 import torch
+from .sampling import SIGMA_MID
 
 # %% ../nbs/13_cli.ipynb #c60fba6d
 class CLIError(Exception):
@@ -35,7 +36,7 @@ _USER_ERRORS = (CLIError, ValueError, KeyError, FileNotFoundError, PermissionErr
 
 def error_line(e:BaseException) -> tuple: # what a command raised
     "(exit code, one line) for an exception: 2 for the user's mistakes and bad files, 1 for failures of the run."
-    from consistency_models.training import CheckpointError
+    from consistency_models.checkpoints import CheckpointError
     if isinstance(e, KeyError): text = str(e.args[0]) if e.args else 'KeyError'
     elif isinstance(e, OSError) and e.strerror: text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
     else: text = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -126,12 +127,14 @@ def main_theory():
     run_cli(cm_theory, prog="cm-theory")
 
 # %% ../nbs/13_cli.ipynb #c914c29e
-def cm_train(preset:str=None,        # training recipe: a key of `training.PRESETS` (default: digits)
+def cm_train(preset:str=None,        # training recipe: a preset of chapter 09 (default: digits)
              out:str=None,           # run folder (default: the preset's, under runs/)
              resume:bool=False,      # continue the run in the folder, with the config stored in it
              overrides:list=None):   # config changes as section.field=value, e.g. run.total_nimg=50000
     "Train a consistency model; checkpoints, log, loss plot and sample grids go to the run folder."
-    from consistency_models.training import PRESETS, get_config, apply_overrides, read_run_config, validate_config, train
+    from consistency_models.config import PRESETS, get_config, apply_overrides, validate_config
+    from consistency_models.checkpoints import read_run_config
+    from consistency_models.training import train
     if preset is not None and preset not in PRESETS: raise CLIError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if resume and preset is not None:
         raise CLIError("--resume continues a run with the config stored in its folder: drop --preset")
@@ -146,35 +149,19 @@ def main_train():
     "The `cm-train` console command."
     run_cli(cm_train, prog='cm-train')
 
-# %% ../nbs/13_cli.ipynb #6c98a065
-def _save_samples(x, path:Path):
-    "Write samples as a .npz array or a .png grid/scatter, atomically."
-    import numpy as np
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}{path.suffix}')
-    if path.suffix == '.npz': np.savez(tmp, samples=x.float().clamp(-1, 1).cpu().numpy() if x.ndim == 4 else x.float().cpu().numpy())
-    elif x.ndim == 2:
-        from matplotlib.figure import Figure
-        fig = Figure(figsize=(5, 5)); ax = fig.subplots(); ax.scatter(*x.float().cpu().T[:2], s=2); ax.set_aspect('equal')
-        fig.savefig(tmp, dpi=100)
-    else:
-        from matplotlib.image import imsave
-        from consistency_models.training import image_grid
-        g = image_grid(x, ncol=int(math.ceil(math.sqrt(len(x)))))
-        imsave(tmp, g[..., 0] if g.shape[-1] == 1 else g, cmap='gray', vmin=0, vmax=1)
-    os.replace(tmp, path)
-
 # %% ../nbs/13_cli.ipynb #f64b6c20
 def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or a .safetensors file (required)
               steps:int=1,             # network evaluations per sample (1, 2, ...)
               n:int=64,                # number of samples
               out:str='samples.png',   # output file: .png (a grid) or .npz (array `samples`)
               seed:int=0,              # seed of the noise
-              sigma_mid:float=0.821,   # smallest re-noising level when steps >= 2
+              sigma_mid:float=SIGMA_MID, # smallest re-noising level when steps >= 2
               device:str='auto',       # 'auto', 'cpu', 'cuda', ...
               overwrite:bool=False):   # replace `out` if it exists
     "Sample a trained consistency model into a PNG grid or an .npz array."
-    from consistency_models.training import load_model, resolve_device
-    from consistency_models.sampling import sample, sample_sigmas
+    from consistency_models.checkpoints import load_model
+    from consistency_models.training import resolve_device
+    from consistency_models.sampling import sample, sample_sigmas, save_samples
     if ckpt is None: raise CLIError("--ckpt is required: a run folder, its checkpoints/ folder or a .safetensors file")
     out = Path(out)
     if out.suffix not in ('.png', '.npz'): raise CLIError(f"--out must end in .png or .npz, got {str(out)!r}")
@@ -185,9 +172,9 @@ def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or
     if not Path(ckpt).exists(): raise CLIError(f"--ckpt: {ckpt!r} does not exist")
     dev = resolve_device(device)
     model = load_model(ckpt, device=dev)
-    sigmas = sample_sigmas(steps, sigma_last=sigma_mid)
+    sigmas = sample_sigmas(steps, sigma_mid=sigma_mid)
     x = sample(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), device=dev, sigmas=sigmas)
-    _save_samples(x, out)
+    save_samples(x, out)
     print(f"wrote {n} samples ({steps} step{'s' * (steps > 1)}) to {out}")
     return x
 

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ct_num_scales', 'ct_ema_decay', 'ict_num_scales', 'ict_index_probs', 'sample_uniform_index', 'sample_lognormal_index',
-           'ect_stage', 'ect_r_from_t', 'sample_ect_t_r']
+           'ect_stage', 'ect_r_from_t', 'sample_lognormal_sigma', 'sample_ect_t_r']
 
 # %% ../nbs/05_curricula.ipynb #56bdca8b
 import math
@@ -72,13 +72,14 @@ def ict_index_probs(sigmas:torch.Tensor, # ascending noise levels σ_1 < … < �
     return mass / mass.sum()
 
 # %% ../nbs/05_curricula.ipynb #a58dd2a1
-def _generator_device(generator): # a torch.Generator, a `BatchSlice`, or None
+def _generator_device(generator): # a torch.Generator, a BatchSlice, or None
     "The device random numbers are drawn on: the generator's, or the CPU when there is none."
     return generator.device if generator is not None else torch.device('cpu')
 
+# %% ../nbs/05_curricula.ipynb #56d9d80b
 def sample_uniform_index(n_scales:int,  # number of noise levels N (at least 2)
                          batch:int,     # number of indices to draw
-                         generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
+                         generator:torch.Generator|None=None, # source of randomness (or a BatchSlice)
                          device=None,   # device of the result (default: the generator's)
                         ) -> torch.LongTensor:
     "CT's pair indices n ~ U{0, …, N−2}, one per sample: the pair is (σ_n, σ_{n+1})."
@@ -89,7 +90,7 @@ def sample_uniform_index(n_scales:int,  # number of noise levels N (at least 2)
 # %% ../nbs/05_curricula.ipynb #1e57dd4e
 def sample_lognormal_index(sigmas:torch.Tensor, # ascending noise levels, shape (N,)
                            batch:int,           # number of indices to draw
-                           generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
+                           generator:torch.Generator|None=None, # source of randomness (or a BatchSlice)
                            p_mean:float=-1.1,   # mean of ln σ
                            p_std:float=2.0,     # standard deviation of ln σ
                            device=None,         # device of the result (default: the generator's)
@@ -110,7 +111,7 @@ def ect_stage(it:int,              # current training iteration, >= 0
 
 # %% ../nbs/05_curricula.ipynb #116ae7d2
 def ect_r_from_t(t,                  # larger noise level(s) t > 0: float or tensor
-                 stage:int,          # ECT stage, >= 0 (see `ect_stage`)
+                 stage:int,          # ECT stage, >= 0 (see ect_stage)
                  q:float=2.,         # each stage divides the relative gap 1 − r/t by q (> 1)
                  k:float=8.,         # strength of the small-t widening (sigmoid variant)
                  b:float=1.,         # inverse width of the small-t widening (sigmoid variant)
@@ -124,18 +125,29 @@ def ect_r_from_t(t,                  # larger noise level(s) t > 0: float or ten
     widen = 1 + k * torch.sigmoid(-b * t) if variant == 'sigmoid' else 1.
     return (t * (1 - q ** -(stage + 1) * widen)).clamp(min=0)
 
+# %% ../nbs/05_curricula.ipynb #a8a40378
+def sample_lognormal_sigma(batch:int,          # number of noise levels to draw
+                           generator:torch.Generator|None=None, # source of randomness (or a BatchSlice)
+                           p_mean:float=-1.1,  # mean of ln σ (ECT and iCT; EDM uses -1.2)
+                           p_std:float=2.0,    # standard deviation of ln σ (ECT and iCT; EDM uses 1.2)
+                           dtype=torch.float32, # dtype of the result
+                           device=None,        # device of the result (default: the generator's)
+                          ) -> torch.Tensor:
+    "Lognormal noise levels σ = exp(P_mean + P_std·ξ), ξ ~ N(0, 1) drawn on the generator's device; shape (batch,)."
+    xi = draw_rows(lambda n, g: torch.randn(n, generator=g, dtype=dtype, device=_generator_device(g)), batch, generator)
+    sigma = (p_mean + p_std * xi).exp()
+    return sigma if device is None else sigma.to(device)
+
 # %% ../nbs/05_curricula.ipynb #68bc315e
 def sample_ect_t_r(batch:int,          # number of pairs to draw
                    stage:int,          # ECT stage, >= 0
-                   generator:torch.Generator|None=None, # source of randomness (or a `BatchSlice`)
+                   generator:torch.Generator|None=None, # source of randomness (or a BatchSlice)
                    p_mean:float=-1.1,  # mean of ln t
                    p_std:float=2.0,    # standard deviation of ln t
-                   q:float=2., k:float=8., b:float=1., variant:str='sigmoid', # mapping, see `ect_r_from_t`
+                   q:float=2., k:float=8., b:float=1., variant:str='sigmoid', # mapping, see ect_r_from_t
                    dtype=torch.float32, # dtype of t and r
                    device=None,        # device of the result (default: the generator's)
                   ) -> tuple:
-    "ECT's noise levels: t = exp(P_mean + P_std·ξ), ξ ~ N(0, 1), and r = r(t); both of shape (batch,)."
-    xi = draw_rows(lambda n, g: torch.randn(n, generator=g, dtype=dtype, device=_generator_device(g)), batch, generator)
-    t = (p_mean + p_std * xi).exp()
-    if device is not None: t = t.to(device)
+    "ECT's noise levels: lognormal t (`sample_lognormal_sigma`) and r = r(t); both of shape (batch,)."
+    t = sample_lognormal_sigma(batch, generator, p_mean, p_std, dtype, device)
     return t, ect_r_from_t(t, stage, q=q, k=k, b=b, variant=variant)

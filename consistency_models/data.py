@@ -33,12 +33,13 @@ def data_std(x:torch.Tensor, # samples (N, ...) of any float dtype
                             "(a training step whose batch holds one is skipped as non-finite)", RuntimeWarning, stacklevel=2)
     return math.sqrt(max(s2 - s1 * s1 / n, 0.) / (n - 1))
 
+# %% ../nbs/08_data.ipynb #36ea4776
 @dataclass
 class ImageData:
     "Samples scaled to [-1, 1] with their measured σ_data."
     x: torch.Tensor              # float32 images (N,C,H,W) in [-1, 1], or 2-D toy points (N, 2)
     labels: torch.Tensor = None  # int64 class labels (N,), or None
-    sigma_data: float = None     # std of all values of the finite samples of `x`; measured with `data_std` when None
+    sigma_data: float = None     # std of all values of the finite samples of x; measured with data_std when None
     name: str = ''               # what was loaded, e.g. 'digits-8'
     def __post_init__(self):
         if self.sigma_data is None: self.sigma_data = data_std(self.x)
@@ -54,6 +55,7 @@ def to_unit_range(x:torch.Tensor, # integer-valued pixels in [0, vmax], any dtyp
     "Map pixels from [0, vmax] to float32 values in [-1, 1]."
     return x.float() * (2. / vmax) - 1.
 
+# %% ../nbs/08_data.ipynb #912738e2
 def fit_size(x:torch.Tensor,   # images (N,C,H,W) in [-1, 1]
              size:int=None,    # target size×size; None keeps the images as they are
              fit:str='resize'): # 'resize' (bilinear) or 'pad' (centred, with the background value -1)
@@ -75,6 +77,7 @@ def ring_of_gaussians(k:int=8,          # number of components
     a = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
     return GaussianMixture(torch.ones(k), radius * torch.stack([a.cos(), a.sin()], 1), torch.full((k,), std))
 
+# %% ../nbs/08_data.ipynb #75dc6112
 def grid_of_gaussians(k:int=5,          # components per side (k² in all)
                       extent:float=0.8, # means span [-extent, extent] on both axes
                       std:float=0.05):  # standard deviation of each component
@@ -83,19 +86,30 @@ def grid_of_gaussians(k:int=5,          # components per side (k² in all)
     return GaussianMixture(torch.ones(k * k), torch.cartesian_prod(g, g), torch.full((k * k,), std))
 
 # %% ../nbs/08_data.ipynb #8188d8f4
-def _moons(n, g, noise=0.05):
+def _moons(n:int,             # number of points
+           g:torch.Generator, # source of randomness
+           noise:float=0.05): # standard deviation of the added Gaussian noise
+    "Two interleaved half circles plus noise, centred in [-1, 1]², float64 (n, 2)."
     t = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
     upper = torch.rand(n, generator=g) < 0.5
     x = torch.where(upper[:, None], torch.stack([t.cos(), t.sin()], 1), torch.stack([1 - t.cos(), 0.5 - t.sin()], 1))
     x = x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
     return (x - x.new_tensor([0.5, 0.25])) / 1.5
 
-def _swissroll(n, g, noise=0.02):
+# %% ../nbs/08_data.ipynb #45dd9bb2
+def _swissroll(n:int,             # number of points
+               g:torch.Generator, # source of randomness
+               noise:float=0.02): # standard deviation of the added Gaussian noise
+    "The spiral t(cos t, sin t)/(4.5π), t ~ U(1.5π, 4.5π), plus noise, float64 (n, 2)."
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g, dtype=torch.float64))
     x = torch.stack([t * t.cos(), t * t.sin()], 1) / (4.5 * math.pi)
     return x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
 
-def _checkerboard(n, g, cells=4):
+# %% ../nbs/08_data.ipynb #d0a1d488
+def _checkerboard(n:int,             # number of points
+                  g:torch.Generator, # source of randomness
+                  cells:int=4):      # squares per side (even)
+    "Uniform points on the dark squares of a cells×cells board over [-1, 1]², float64 (n, 2)."
     i = torch.randint(cells, (n,), generator=g)                   # column of the square
     j = 2 * torch.randint(cells // 2, (n,), generator=g) + i % 2  # a row with i + j even: a dark square
     corner = torch.stack([i, j], 1).double() * (2 / cells) - 1
@@ -115,6 +129,7 @@ def toy2d(kind:str,                      # one of TOY2D: 'ring', 'grid', 'moons'
     if kind not in TOY2D: raise ValueError(f"unknown 2-D toy {kind!r}; choose one of {', '.join(TOY2D)}")
     return TOY2D[kind](n, generator).to(dtype=dtype, device=device)
 
+# %% ../nbs/08_data.ipynb #ac8cd230
 def load_toy2d(kind:str,       # one of TOY2D
                n:int=10_000,   # number of points in the fixed training set
                seed:int=0):    # seed of the points, so the data set is the same every run
@@ -124,9 +139,9 @@ def load_toy2d(kind:str,       # one of TOY2D
 # %% ../nbs/08_data.ipynb #840d29fb
 def load_digits(root=None,          # unused: the data ship inside scikit-learn (kept so all loaders agree)
                 size:int=None,      # None keeps 8×8; else bilinear resize to size×size
-                download:bool=False,# unused, as `root`
+                download:bool=False,# unused, as root
                 split:str='train',  # the only split: all 1797 images ('all' is accepted too)
-                fit:str='resize'):  # 'resize' or 'pad' (see `fit_size`)
+                fit:str='resize'):  # 'resize' or 'pad' (see fit_size)
     "scikit-learn's 1797 handwritten 8×8 digits as 1-channel images in [-1, 1]."
     try: from sklearn import datasets
     except ImportError: raise ImportError("the 'digits' data set ships with scikit-learn: pip install scikit-learn") from None
@@ -164,6 +179,7 @@ def default_cache() -> Path:
     "The folder downloads go to when no `root` is given: $XDG_CACHE_HOME (or ~/.cache)/consistency_models."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'consistency_models'
 
+# %% ../nbs/08_data.ipynb #172d6a08
 class DownloadError(OSError):
     "A download that failed from every address; the message (one line) names each address and why."
 
@@ -173,6 +189,7 @@ def _why(e):
     s = (f"{r.strerror}: {r.filename}" if r.filename else r.strerror) if isinstance(r, OSError) and r.strerror else str(r)
     return (s.strip().splitlines() or [type(r).__name__])[0][:200]
 
+# %% ../nbs/08_data.ipynb #28625195
 def _fetch(url, dest, md5):
     "Fetch one address to `dest` through a temporary file in its folder, removed on any failure."
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +205,7 @@ def _fetch(url, dest, md5):
         Path(tmp).unlink(missing_ok=True); raise
     return dest
 
+# %% ../nbs/08_data.ipynb #d7d74f19
 def download_file(url,           # where to fetch from (http(s):// or file://), or a list of addresses tried in order
                   dest,          # the final path of the file
                   md5:str=None): # expected MD5 hex digest; None skips the check
@@ -221,6 +239,7 @@ def _find_file(stem, dirs):
     names = [stem + '.gz', stem, stem.replace('-idx', '.idx') + '.gz', stem.replace('-idx', '.idx')]
     return next((Path(d) / nm for d in dirs for nm in names if (Path(d) / nm).is_file()), None)
 
+# %% ../nbs/08_data.ipynb #1668af40
 def find_idx_files(key:str,            # 'mnist' or 'fmnist' (a key of IDX_SETS)
                    split:str='train',  # 'train' or 'test'
                    root=None,          # a folder to look in first (and to download into)
@@ -247,26 +266,29 @@ def find_idx_files(key:str,            # 'mnist' or 'fmnist' (a key of IDX_SETS)
     return found
 
 # %% ../nbs/08_data.ipynb #18a1f09b
-def _load_idx_set(key, root=None, size=None, download=False, split='train', fit='resize'):
+def _load_idx_set(key, root=None, size=None, download=False, split='train', fit='resize'): # as load_mnist, key from IDX_SETS
+    "Images and labels of one IDX data set and split as ImageData in [-1, 1]."
     ipath, lpath = find_idx_files(key, split, root, download)
     x, y = read_idx(ipath, 'images'), read_idx(lpath, 'labels')
     if len(x) != len(y): raise ValueError(f"{ipath} holds {len(x)} images but {lpath} holds {len(y)} labels")
     x = fit_size(to_unit_range(torch.from_numpy(x)[:, None]), size, fit)
     return ImageData(x, torch.from_numpy(y).long(), name=f'{key}-{split}-{size or x.shape[-1]}')
 
+# %% ../nbs/08_data.ipynb #14cbdd0c
 def load_mnist(root=None,            # folder to look in first (and to download into)
                size:int=None,        # None keeps 28×28; 32 with fit='pad' is the usual choice
                download:bool=False,  # fetch the files when they are not found
                split:str='train',    # 'train' (60,000 images) or 'test' (10,000)
-               fit:str='resize'):    # 'resize' or 'pad' (see `fit_size`)
+               fit:str='resize'):    # 'resize' or 'pad' (see fit_size)
     "MNIST handwritten digits as 1-channel images in [-1, 1]."
     return _load_idx_set('mnist', root, size, download, split, fit)
 
+# %% ../nbs/08_data.ipynb #391a62a8
 def load_fmnist(root=None,            # folder to look in first (and to download into)
                 size:int=None,        # None keeps 28×28; 32 with fit='pad' is the usual choice
                 download:bool=False,  # fetch the files when they are not found anywhere
                 split:str='train',    # 'train' (60,000 images) or 'test' (10,000)
-                fit:str='resize'):    # 'resize' or 'pad' (see `fit_size`)
+                fit:str='resize'):    # 'resize' or 'pad' (see fit_size)
     "Fashion-MNIST (Zalando's clothing images) as 1-channel images in [-1, 1]."
     return _load_idx_set('fmnist', root, size, download, split, fit)
 
@@ -314,9 +336,6 @@ def read_cifar_batch(path): # one CIFAR-10 python batch file
     return x.reshape(-1, 3, 32, 32), y
 
 # %% ../nbs/08_data.ipynb #256af4c5
-CIFAR10 = dict(folder='cifar-10-batches-py', url='https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
-               md5='c58f30108f718f92721af3b95e74349a')
-
 def _extract(tgz, dest):
     "Unpack a tar archive into `dest`, refusing members that would land outside it."
     try:
@@ -327,6 +346,10 @@ def _extract(tgz, dest):
                     raise ValueError(f"{tgz}: refusing unsafe archive member {m.name!r}")
             t.extractall(dest)
     except tarfile.TarError as e: raise ValueError(f"{tgz}: {(str(e).splitlines() or ['corrupt archive'])[0]}") from None
+
+# %% ../nbs/08_data.ipynb #4113d0be
+CIFAR10 = dict(folder='cifar-10-batches-py', url='https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
+               md5='c58f30108f718f92721af3b95e74349a')
 
 def find_cifar10(root=None,           # folder to look in first (and to download into)
                  download:bool=False): # fetch and unpack the archive when it is not found
@@ -350,7 +373,7 @@ def load_cifar10(root=None,           # folder to look in first (and to download
                  size:int=None,       # None keeps 32×32
                  download:bool=False, # fetch the archive when it is not found
                  split:str='train',   # 'train' (50,000 images) or 'test' (10,000)
-                 fit:str='resize'):   # 'resize' or 'pad' (see `fit_size`)
+                 fit:str='resize'):   # 'resize' or 'pad' (see fit_size)
     "CIFAR-10 as 3-channel images in [-1, 1], read with a restricted unpickler."
     names = {'train': [f'data_batch_{i}' for i in range(1, 6)], 'test': ['test_batch']}.get(split)
     if names is None: raise ValueError(f"cifar10 has splits 'train' and 'test', got split={split!r}")
@@ -422,11 +445,11 @@ def _batch_stream(x, batch_size, generator, device, rank, world_size):
         for s in range(0, n - b + 1, b):
             yield x[perm[s + rank * batch_size: s + (rank + 1) * batch_size]].to(device)
 
-def batches(data,                     # `ImageData`, or a tensor of samples (N, ...)
+def batches(data,                     # an ImageData, or a tensor of samples (N, ...)
             batch_size:int,           # samples per step on this rank
             generator:torch.Generator,# a CPU generator, seeded the same on every rank
             device=None,              # where batches go (None: stay where the data are)
-            rank:int=0,               # this process's index among `world_size`
+            rank:int=0,               # this process's index among world_size
             world_size:int=1):        # number of processes sharing each step
     "An endless iterator of shuffled batches; ranks draw disjoint samples at every step."
     x = data.x if isinstance(data, ImageData) else data

@@ -25,7 +25,7 @@ def prop1_terms(N:int,                  # number of levels (N − 1 terms)
                 theta:float=0.5,        # student parameter θ
                 theta_minus=0.5,        # teacher parameter θ⁻ (fixed: stop-gradient); float or (K,) tensor
                 xi=1.,                  # location ξ of the point mass; float or (K,) tensor
-                sigma_min:float=0.002, sigma_max:float=80., rho:float=7.):
+                sigma_min:float=0.002, sigma_max:float=80., rho:float=7.): # Karras grid
     "Residuals r_i, gradients g_i = ∂r_i²/∂θ (both (..., N−1)) and steps Δσ_i = σ_{i+1} − σ_i (N−1,) of the CT loss."
     s = karras_sigmas(N, sigma_min, sigma_max, rho)
     tm, x = (torch.as_tensor(v, dtype=s.dtype)[..., None] for v in (theta_minus, xi))  # one row per (θ⁻, ξ)
@@ -35,6 +35,7 @@ def prop1_terms(N:int,                  # number of levels (N − 1 terms)
     g, = torch.autograd.grad((r ** 2).sum(), th)
     return r.detach(), g, s.diff()
 
+# %% ../nbs/04_ema_bias.ipynb #121ffbb3
 def prop1_losses(N:int,                 # number of levels
                  xis=(-5., 1., 10.),     # point-mass locations ξ
                  theta:float=0.5,        # student parameter θ
@@ -51,6 +52,7 @@ def karras_average(fn,                    # function of σ (a float), integrated
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return quad(lambda u: fn((lo + u * (hi - lo)) ** rho), 0., 1., epsabs=1e-13, epsrel=1e-12, limit=500)[0]
 
+# %% ../nbs/04_ema_bias.ipynb #ee39cc9f
 def prop1_loss_limit(theta:float=0.5,       # student parameter θ
                      theta_minus:float=0.4, # teacher parameter θ⁻
                      sigma_min:float=0.002, sigma_max:float=80., rho:float=7.): # Karras grid
@@ -67,6 +69,7 @@ def prop1_gradients(N:int,           # number of levels
     _, g, ds = prop1_terms(N, theta, theta_minus, xi, **grid)
     return (g / ds).mean(-1), g.mean(-1) / ds.mean()
 
+# %% ../nbs/04_ema_bias.ipynb #b0035310
 def prop1_grad_limit(theta:float=0.5, # student parameter θ (= θ⁻)
                      xi:float=1.,     # point-mass location ξ
                      sigma_min:float=0.002, sigma_max:float=80., rho:float=7.): # Karras grid

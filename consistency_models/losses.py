@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from fastcore.basics import store_attr
 from .pf_ode import karras_sigmas, expand_sigma, heun_step, randn
 from .curricula import (ct_num_scales, ct_ema_decay, ict_num_scales, ect_stage,
-                                          sample_uniform_index, sample_lognormal_index, sample_ect_t_r)
+                                          sample_uniform_index, sample_lognormal_index, sample_ect_t_r,
+                                          sample_lognormal_sigma)
 
 # %% ../nbs/06_losses.ipynb #c602a519
 def _flat_diff(x, y):
@@ -23,11 +24,13 @@ def _flat_diff(x, y):
     dt = torch.promote_types(x.dtype, torch.float32)
     return (x.to(dt) - y.to(dt)).flatten(1)
 
+# %% ../nbs/06_losses.ipynb #cded4dec
 def squared_l2(x:torch.Tensor, # batch (B, ...)
                y:torch.Tensor): # batch of the same shape
     "Squared ℓ2 distance ‖x − y‖² per sample, shape (B,)."
     return _flat_diff(x, y).pow(2).sum(1)
 
+# %% ../nbs/06_losses.ipynb #05cca713
 def l1(x:torch.Tensor, # batch (B, ...)
        y:torch.Tensor): # batch of the same shape
     "ℓ1 distance ‖x − y‖₁ per sample, shape (B,)."
@@ -36,7 +39,7 @@ def l1(x:torch.Tensor, # batch (B, ...)
 # %% ../nbs/06_losses.ipynb #8dcf2061
 def pseudo_huber(x:torch.Tensor, # batch (B, ...)
                  y:torch.Tensor, # batch of the same shape
-                 c:float=None):  # scale c; None gives iCT's 0.00054·√d, d = elements per sample
+                 c:float=None):  # scale c; None gives iCT's 0.00054·√(elements per sample)
     "Pseudo-Huber metric √(‖x − y‖² + c²) − c on each sample's norm, shape (B,)."
     diff = _flat_diff(x, y)
     if c is None: c = 0.00054 * math.sqrt(diff.shape[1])
@@ -69,11 +72,13 @@ def uniform_weight(t:torch.Tensor, # student levels (B,)
     "λ ≡ 1 (Song et al. 2023)."
     return torch.ones_like(t)
 
+# %% ../nbs/06_losses.ipynb #5ae0dd30
 def gap_weight(t:torch.Tensor, # student levels (B,)
                r:torch.Tensor): # target levels (B,), r < t
     "λ = 1/(t − r): iCT's 1/(σ_{i+1} − σ_i) and ECT's 1/(t − r)."
     return 1 / (t - r)
 
+# %% ../nbs/06_losses.ipynb #16f6b525
 def edm_weight(sigma:torch.Tensor,   # noise levels (B,)
                sigma_data:float=0.5): # data standard deviation σ_d
     "EDM's λ(σ) = (σ² + σ_d²)/(σ·σ_d)²."
@@ -99,6 +104,7 @@ def _set_rng_state(state, device):
     if device.type == 'cpu': torch.set_rng_state(state)
     else: getattr(torch, device.type).set_rng_state(state, device)
 
+# %% ../nbs/06_losses.ipynb #47934bfb
 def student_and_target(model,               # student f_θ(x, σ, **kwargs)
                        x_t:torch.Tensor, t,  # student input and its level(s)
                        x_r:torch.Tensor, r,  # target input and its level(s)
@@ -120,6 +126,7 @@ def noise_like(x:torch.Tensor, # batch whose shape, dtype and device the noise t
     "Standard normal noise like `x`, drawn on the generator's device."
     return randn(x.shape, generator, x.device, x.dtype)
 
+# %% ../nbs/06_losses.ipynb #5cda1270
 def consistency_pair(model,                 # student f_θ(x, σ, **kwargs)
                      x0:torch.Tensor,       # clean batch (B, ...)
                      t:torch.Tensor,        # student levels (B,)
@@ -142,6 +149,7 @@ def _check_finite(obj, x:torch.Tensor):
     bad = int((~torch.isfinite(x)).sum())
     if bad: raise NonFiniteInputError(f"{type(obj).__name__}: the input batch has {bad} non-finite values (of {x.numel()})")
 
+# %% ../nbs/06_losses.ipynb #c45aad9d
 def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor):
     "Levels (t, r) = (σ_{n+1}, σ_n) of pair indices n, in x's dtype and on its device."
     return sigmas[n + 1].to(device=x.device, dtype=x.dtype), sigmas[n].to(device=x.device, dtype=x.dtype)
@@ -192,7 +200,7 @@ class EasyCT:
     needs_target = False
     def __init__(self, iters_per_stage:int,  # iterations per stage of the mapping function
                  p_mean:float=-1.1, p_std:float=2.0, # lognormal t
-                 q:float=2., k:float=8., b:float=1., variant:str='sigmoid', # mapping r(t), see `ect_r_from_t`
+                 q:float=2., k:float=8., b:float=1., variant:str='sigmoid', # mapping r(t), see ect_r_from_t
                  c:float=0.):                # smoothing constant of the adaptive weighting
         store_attr()
     def __call__(self, model, x0:torch.Tensor, step:int, target=None, generator=None, **kwargs):
@@ -229,13 +237,13 @@ class ConsistencyDistillation:
 class EDMDenoising:
     "EDM's denoising loss: lognormal σ, λ(σ)·‖D_θ(x + σε, σ) − x‖²."
     needs_target = False
-    def __init__(self, p_mean:float=-1.2, p_std:float=1.2, # lognormal σ
+    def __init__(self, p_mean:float=-1.2, p_std:float=1.2, # lognormal σ (Karras et al. 2022, Table 1)
                  sigma_data:float=0.5,      # σ_d of the data (as in the model)
                  metric=squared_l2):        # d(x, y) -> (B,)
         store_attr()
     def __call__(self, model, x0:torch.Tensor, step:int, target=None, generator=None, **kwargs):
         _check_finite(self, x0)
-        sigma, _ = sample_ect_t_r(len(x0), 0, generator, self.p_mean, self.p_std, dtype=x0.dtype, device=x0.device)
+        sigma = sample_lognormal_sigma(len(x0), generator, self.p_mean, self.p_std, dtype=x0.dtype, device=x0.device)
         y = x0 + expand_sigma(sigma, x0) * noise_like(x0, generator)
         return edm_weight(sigma, self.sigma_data) * self.metric(model(y, sigma, **kwargs), x0), {}
 

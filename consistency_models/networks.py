@@ -27,6 +27,7 @@ class PositionalEmbedding(nn.Module):
         arg = c.reshape(-1, 1) * self.freqs.to(c.dtype)
         return torch.cat([arg.sin(), arg.cos()], dim=1)
 
+# %% ../nbs/07_networks.ipynb #7e440d55
 class FourierEmbedding(nn.Module):
     "Random Fourier features of a scalar per sample: [sin(2π s z_i c), cos(2π s z_i c)], z_i ~ N(0,1) fixed."
     def __init__(self, num_channels:int, # output width n (even)
@@ -109,6 +110,7 @@ def group_norm(channels:int, # number of channels to normalise
     "GroupNorm with up to 32 groups of at least 4 channels, the group count dividing `channels`."
     return nn.GroupNorm(math.gcd(channels, max(1, min(32, channels // 4))), channels, eps=eps)
 
+# %% ../nbs/07_networks.ipynb #0b962c8f
 def resample(x, mode:str=None): # mode: 'down' (2x2 average), 'up' (nearest x2) or None
     "Box-filter down-sampling or nearest-neighbour up-sampling by 2."
     if mode == 'down': return F.avg_pool2d(x, 2)
@@ -204,6 +206,7 @@ def _unet_encoder(res, cin, model_channels, channel_mult, num_blocks, attn_resol
             enc[f'{r}x{r}_block{i}'] = ResBlock(cin, cout, attention=r in attn_resolutions, **kw)
     return enc, [m.out_channels if isinstance(m, nn.Conv2d) else m.cout for m in enc.values()]
 
+# %% ../nbs/07_networks.ipynb #dc1d3243
 def _unet_decoder(res, model_channels, channel_mult, num_blocks, attn_resolutions, skips, kw):
     "Decoder blocks by name; blocks named '*_block*' concatenate one skip to their input."
     dec, cout, skips = nn.ModuleDict(), skips[-1], list(skips)
@@ -259,7 +262,8 @@ network_presets = {
                            num_blocks=4, attn_resolutions=(16,), dropout=0.13, adaptive_scale=False),
 }
 
-def build_network(name_or_dict,  # a key of `network_presets`, or a dict(kind='unet'|'mlp', **kwargs)
+# %% ../nbs/07_networks.ipynb #90f6625f
+def build_network(name_or_dict,  # a key of network_presets, or a dict(kind='unet'|'mlp', **kwargs)
                   **overrides):  # keyword arguments that replace the preset's
     "Build a backbone from a preset name or a config dict, with overrides."
     if isinstance(name_or_dict, str):

@@ -22,8 +22,9 @@ def boundary_scalings(sigma,                # noise level(s): float or tensor
     c_in = 1 / torch.sqrt(sigma ** 2 + sd2)
     return c_skip, c_out, c_in
 
-def c_noise(sigma):
-    "EDM's noise-conditioning input c_noise(σ) = ¼ ln σ."
+# %% ../nbs/01_parameterization.ipynb #917cc501
+def c_noise(sigma): # noise level(s) σ > 0: float or tensor
+    "EDM's noise-conditioning input c_noise(σ) = ¼ ln σ (Karras et al. 2022, Table 1)."
     return 0.25 * torch.log(torch.as_tensor(sigma))
 
 # %% ../nbs/01_parameterization.ipynb #e4ce7339

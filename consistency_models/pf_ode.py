@@ -92,7 +92,7 @@ class GaussianMixture:
 
 # %% ../nbs/00_pf_ode.ipynb #36d5498e
 def _components(self:GaussianMixture, x, sigma):
-    "Log of w_k N(x; μ_k, (s_k²+σ²)I), and the means and variances, for a batch x (B, d)."
+    "Log of w_k N(x; m_k, (s_k²+σ²)I), and the means m_k and variances, for a batch x (B, d)."
     mu, s2 = self.means.to(x), self.stds.to(x) ** 2
     v = s2 + expand_sigma(sigma, x) ** 2                      # (B,1) or () + (K,) -> (B,K) or (K,)
     sq = ((x[:, None, :] - mu[None]) ** 2).sum(-1)            # (B, K)
@@ -127,9 +127,9 @@ def _sample(self:GaussianMixture, n:int, generator:torch.Generator=None, dtype=t
     return (self.means[k] + self.stds[k, None] * z).to(dtype=dtype, device=device)
 GaussianMixture.sample = _sample
 
-def gaussian(mean=0.,  # mean μ (a float, or a length-d sequence)
+def gaussian(mean=0.,  # mean m (a float, or a length-d sequence)
              std=1.):  # standard deviation s
-    "The isotropic Gaussian N(μ, s²I) as a one-component `GaussianMixture`."
+    "The isotropic Gaussian N(m, s²I) as a one-component `GaussianMixture`."
     return GaussianMixture([1.], torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1), [std])
 
 # %% ../nbs/00_pf_ode.ipynb #9115e887

@@ -36,10 +36,11 @@ def _one_thread():
     try: yield
     finally: torch.set_num_threads(n)
 
+# %% ../nbs/02_theorem1.ipynb #d2a94aab
 def zero_cd_loss_model(denoiser,               # teacher denoiser D(x, σ) the solver uses
                        xs:torch.Tensor,        # queries, shape (N, B, d): xs[n] lives at sigmas[n]
                        sigmas:torch.Tensor,    # ascending grid σ_1 < … < σ_N, shape (N,)
-                       step=heun_step,         # one-step solver Φ: `euler_step` or `heun_step`
+                       step=heun_step,         # one-step solver Φ: euler_step or heun_step
                        sigma_data:float=0.5,   # σ_d of the boundary scalings
                        boundary_sigma_min:float=None): # σ_min of the scalings (default σ_1)
     "f(xs[n], σ_n) for every level n of the model with zero CD loss for solver `step`, in one sweep."
@@ -52,7 +53,7 @@ def zero_cd_loss_model(denoiser,               # teacher denoiser D(x, σ) the s
     return cd_base_case(denoiser, x.reshape(-1, d), s[0], sigma_data, boundary_sigma_min).reshape(N, B, d)
 
 # %% ../nbs/02_theorem1.ipynb #0977ffa3
-def trajectory_points(toy,                          # toy distribution with an exact `.flow`, e.g. `toy_mixture()`
+def trajectory_points(toy,                          # toy distribution with an exact flow method, e.g. toy_mixture()
                       Ns=(40, 80, 160, 320, 640),   # grid sizes N
                       y:torch.Tensor=None,          # starts at σ_min, (J, d); default linspace(-3, 3, 41)
                       sigma_min:float=0.002, sigma_max:float=80., rho:float=7.): # Karras grid constants
@@ -72,10 +73,10 @@ def loglog_slope(dt,   # step sizes (sequence or array)
     return float(np.polyfit(x, y, 1)[0])
 
 # %% ../nbs/02_theorem1.ipynb #6bc4a7d1
-def theorem1_errors(toy,                          # toy distribution with exact `.denoiser` and `.flow`
+def theorem1_errors(toy,                          # toy distribution with exact denoiser and flow methods
                     Ns=(40, 80, 160, 320, 640),   # grid sizes N
                     step=heun_step,               # the distillation solver Φ
-                    points:dict=None,             # `trajectory_points(toy, Ns)`, to reuse one ODE solve
+                    points:dict=None,             # trajectory_points(toy, Ns), to reuse one ODE solve
                     fit_skip:int=1,               # coarsest grids left out of the slope fit
                     sigma_data:float=0.5,         # σ_d of the boundary scalings
                     boundary_sigma_min:float=None): # σ_min of the scalings (default σ_1)

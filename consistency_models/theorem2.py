@@ -13,16 +13,16 @@ from .pf_ode import karras_sigmas, expand_sigma, euler_step, toy_gaussian, Gauss
 from .parameterization import boundary_scalings
 
 # %% ../nbs/03_theorem2.ipynb #4cc80d7d
-def gaussian_affine_mse(residual,        # callable r(x, z_1, ..., z_k) -> (B, 1), affine in all its inputs
-                        mean:float,      # mean μ of the data point x
+def gaussian_affine_mse(residual,        # callable e(x, z_1, ..., z_J) -> (B, 1), affine in all its inputs
+                        mean:float,      # mean m of the data point x
                         std:float,       # standard deviation s of x (0 for a point mass)
                         batch:int,       # number B of residuals evaluated side by side
-                        n_noise:int=1,   # number k of independent N(0, 1) noises
+                        n_noise:int=1,   # number J of independent N(0, 1) noises
                         dtype=torch.float64):
-    "Exact E[r²] (shape (B,)) of an affine residual in x ~ N(μ, s²) and independent z_j ~ N(0, 1)."
+    "Exact E[e²] (shape (B,)) of an affine residual in x ~ N(m, s²) and independent z_j ~ N(0, 1)."
     x0 = torch.full((batch, 1), float(mean), dtype=dtype)
     zs = [torch.zeros_like(x0) for _ in range(n_noise)]
-    m = residual(x0, *zs)                                   # a·μ + c
+    m = residual(x0, *zs)                                   # a·mean + c
     a = residual(x0 + 1, *zs) - m
     bs = [residual(x0, *[z + (j == k) for j, z in enumerate(zs)]) - m for k in range(n_noise)]
     probe = residual(x0 - 1.7, *[z + 0.6 * (k + 1) for k, z in enumerate(zs)])  # affinity check
@@ -113,7 +113,7 @@ def ct_cd_gap(N:int,                 # number of levels
 # %% ../nbs/03_theorem2.ipynb #ec7ca11e
 def theorem2_report(Ns=(80, 160, 320, 640, 1280), # grid sizes, each the double of the previous one
                     teachers=('offset', 'same')):  # keys of THEOREM2_TEACHERS
-    "L_CT, L_CD, D = L_CD − L_CT, Δt and D(N)/D(2N) per teacher, as JSON-ready floats."
+    "L_CT, L_CD, Δ_N = L_CD − L_CT (key 'D'), Δt and Δ_N/Δ_2N per teacher, as JSON-ready floats."
     out = {}
     for teacher in teachers:
         rows = [ct_cd_losses(N, teacher) for N in Ns]

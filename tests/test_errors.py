@@ -74,7 +74,9 @@ def toy_copy(toy_run, tmp_path):
     (['run.precision=fp8'], 'run.precision'),
     (['data.name=imagenet'], "data.name='imagenet'"),
     (['model.dropout=1.5'], 'model.dropout'),
-    (['schedule.ema=1.5'], 'schedule.ema'),
+    (['schedule.ema_halflife_nimg=-5'], 'schedule.ema_halflife_nimg'),
+    (['objective.ect.stage=4'], 'objective.ect.stages'),
+    (['objective.name=cd'], 'objective.cd.teacher'),
     (['run.log_nimg=-1'], 'run.log_nimg'),
     (['data.accum=0'], 'data.accum=0'),
     (['--preset', 'toy2d', 'data.batch_size=63', 'data.accum=2'], 'micro-batches'),
@@ -123,7 +125,7 @@ def test_parent_is_a_file(tmp_path):
 def test_folder_in_use_by_another_process(tmp_path):
     "A second trainer on a folder that a live process has locked stops with one line naming that process."
     run_dir = tmp_path / 'run'
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from consistency_models.training import RunLock; '
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from consistency_models.checkpoints import RunLock; '
                                'RunLock(sys.argv[1]).acquire(); print("locked", flush=True); time.sleep(120)', str(run_dir)],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -194,7 +196,7 @@ def test_resume_with_truncated_weights(toy_copy):
 
 DISK_FULL = """
 import errno, sys
-import consistency_models.training as t
+import consistency_models.checkpoints as t
 real, calls, limit = t._write_tmp, [], int(sys.argv[1])
 def full(path, data):
     calls.append(path)

@@ -2,18 +2,19 @@
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from consistency_models.training import (Config, Trainer, CheckpointError, NonFiniteError, apply_overrides, get_config,
-                                         load_model, read_log, save_checkpoint, step_indices, train)
+from consistency_models.config import Config, apply_overrides, get_config
+from consistency_models.checkpoints import CheckpointError, NonFiniteError, load_model, read_log, save_checkpoint
+from consistency_models.training import Trainer, step_indices, train
 
 # A tiny run: 2-D moons, a small MLP with dropout (so dropout masks must be replayed exactly), ECT, 8 steps.
 TINY = ['run.total_nimg=512', 'data.batch_size=64', 'run.log_nimg=64', 'run.ckpt_nimg=1G', 'run.sample_nimg=0',
-        'run.progress=false', 'model.dropout=0.1', 'model.net_kwargs={"hidden": 64, "depth": 2}', 'objective.stages=4']
+        'run.progress=false', 'model.dropout=0.1', 'model.net_kwargs={"hidden": 64, "depth": 2}', 'objective.ect.stages=4']
 
 def tiny(run_dir, *extra): return get_config('toy2d', [f'run.dir={run_dir}', *TINY, *extra])
 
 def weights(tr): return {k: v.clone() for k, v in tr._weights().items()}
 
-SCRIPT = "import sys; from consistency_models.training import get_config, train; train(get_config(sys.argv[1], sys.argv[2:]))"
+SCRIPT = "import sys; from consistency_models.config import get_config; from consistency_models.training import train; train(get_config(sys.argv[1], sys.argv[2:]))"
 
 def _env(threads=1):
     return {**os.environ, 'OMP_NUM_THREADS': str(threads), 'PYTHONUNBUFFERED': '1'}
@@ -216,9 +217,9 @@ def test_batch_must_split_into_micro_batches(tmp_path):
 
 def test_overrides_types_and_errors():
     c = apply_overrides(Config(), ['run.total_nimg=200M', 'optimizer.lr=2e-4', 'run.compile=true', 'data.size=none',
-                                   'objective.kwargs.q=256', 'model.net_kwargs={"model_channels": 64}'])
+                                   'objective.ect.q=256', 'model.net_kwargs={"model_channels": 64}'])
     assert (c.run.total_nimg, c.optimizer.lr, c.run.compile, c.data.size) == (200_000_000, 2e-4, True, None)
-    assert c.objective.kwargs == {'q': 256} and c.model.net_kwargs == {'model_channels': 64}
+    assert c.objective.ect.q == 256 and c.model.net_kwargs == {'model_channels': 64}
     with pytest.raises(KeyError, match='did you mean run.total_nimg'): apply_overrides(Config(), ['run.total_img=5'])
     with pytest.raises(ValueError, match='optimizer.lr'): apply_overrides(Config(), ['optimizer.lr=fast'])
     with pytest.raises(KeyError, match='not a dict'): apply_overrides(Config(), ['run.seed.x=1'])

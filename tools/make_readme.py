@@ -22,7 +22,7 @@ def render(nb_path='nbs/index.ipynb'):
         keep.append(c)
     nb.cells = keep
     body, _ = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
-    body = re.sub(r'\]\(((?:\d\d_|tutorials/|images/)[^)\s]*)\)', r'](nbs/\1)', body)
+    body = re.sub(r'\]\(((?:\d\d_|overview\.ipynb|tutorials/|images/)[^)\s]*)\)', r'](nbs/\1)', body)
     header = '<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n'
     return header + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 

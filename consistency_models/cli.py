@@ -16,11 +16,12 @@ from .sampling import SIGMA_MID
 class CLIError(Exception):
     "A problem with the user's options or files: reported in one line with exit code 2."
 
-def make_parser(func,       # a function whose arguments carry type annotations and docments comments
-                prog=None): # program name shown in usage and messages
+def make_parser(func,         # a function whose arguments carry type annotations and docments comments
+                prog=None,    # program name shown in usage and messages
+                epilog=None): # text shown after the options in --help
     "An argparse parser for `func`: an option per argument (a `list` argument collects the positional words)."
     from fastcore.docments import docments
-    docs, p = docments(func), argparse.ArgumentParser(prog=prog, description=func.__doc__)
+    docs, p = docments(func), argparse.ArgumentParser(prog=prog, description=func.__doc__, epilog=epilog)
     for name, par in inspect.signature(func).parameters.items():
         tp, default, text = par.annotation, par.default, docs.get(name) or ''
         flags = dict.fromkeys(['--' + name.replace('_', '-'), '--' + name])  # --sigma-mid and --sigma_mid
@@ -44,11 +45,12 @@ def error_line(e:BaseException) -> tuple: # what a command raised
     if isinstance(e, (RuntimeError, OSError)): return 1, f"{type(e).__name__}: {text}"
     return 1, f"internal error {type(e).__name__}: {text} (set CM_TRACEBACK=1 to see where)"
 
-def run_cli(func,        # the command: a function with docments-annotated arguments
-            argv=None,   # arguments (default: sys.argv[1:])
-            prog=None):  # program name shown in messages
+def run_cli(func,         # the command: a function with docments-annotated arguments
+            argv=None,    # arguments (default: sys.argv[1:])
+            prog=None,    # program name shown in messages
+            epilog=None): # text shown after the options in --help
     "Run `func` as a command: its arguments from `argv`; whatever it raises becomes one line and an exit code."
-    parser = make_parser(func, prog)
+    parser = make_parser(func, prog, epilog)
     def fail(msg, code=2):
         print(f"{parser.prog}: error: {msg}", file=sys.stderr); raise SystemExit(code)
     parser.error = fail
@@ -127,7 +129,7 @@ def main_theory():
     run_cli(cm_theory, prog="cm-theory")
 
 # %% ../nbs/13_cli.ipynb #c914c29e
-def cm_train(preset:str=None,        # training recipe: a preset of chapter 09 (default: digits)
+def cm_train(preset:str=None,        # training recipe, a preset (default: digits; listed below)
              out:str=None,           # run folder (default: the preset's, under runs/)
              resume:bool=False,      # continue the run in the folder, with the config stored in it
              overrides:list=None):   # config changes as section.field=value, e.g. run.total_nimg=50000
@@ -146,8 +148,10 @@ def cm_train(preset:str=None,        # training recipe: a preset of chapter 09 (
     return trainer
 
 def main_train():
-    "The `cm-train` console command."
-    run_cli(cm_train, prog='cm-train')
+    "The `cm-train` console command; its --help lists the presets and every config key."
+    from consistency_models.config import PRESETS, Config, config_keys
+    epilog = f"presets: {', '.join(PRESETS)}. config keys: {', '.join(config_keys(Config()))}."
+    run_cli(cm_train, prog='cm-train', epilog=epilog)
 
 # %% ../nbs/13_cli.ipynb #f64b6c20
 def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or a .safetensors file (required)

@@ -235,16 +235,15 @@ def _forward_backward(self:Trainer, step:int):
     for a in range(accum):
         shard = self.dist.rank * accum + a
         x0 = self.get_batch(step, shard)
-        self.gen.manual_seed(mix_seed(c.run.seed, step, 1))        # the step's noise, drawn for the whole batch ...
-        noise = BatchSlice(self.gen, shard * len(x0), c.data.batch_size)  # ... of which this micro-batch keeps its rows
+        noise = lambda: BatchSlice(self.gen.manual_seed(mix_seed(c.run.seed, step, 1)),  # the step's noise, drawn for the
+                                   shard * len(x0), c.data.batch_size)              # whole batch; this micro-batch keeps its rows
         torch.manual_seed(mix_seed(c.run.seed, step, shard, 2))     # its dropout masks
         sync = self.ddp.no_sync() if self.ddp is not None and a < accum - 1 else nullcontext()
         with sync:
             with self.autocast():
-                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target, generator=noise)
+                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target, generator=noise())
                 except NonFiniteInputError:  # a corrupt batch: poison the step, so every process skips it together
-                    noise = BatchSlice(self.gen.manual_seed(mix_seed(c.run.seed, step, 1)), shard * len(x0), c.data.batch_size)
-                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target, generator=noise)
+                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target, generator=noise())
                     per_sample = per_sample * float('nan')
             loss = per_sample.float().mean() / accum
             (self.scaler.scale(loss) if self.scaler else loss).backward()

@@ -346,6 +346,28 @@ def section_gpu_paths(sec:Section, ctx):
             return f'{prec}: shared masks max diff {shared:.3g}, independent masks {unshared:.3g} (output scale {scale:.3g})'
         sec.check(f'student_and_target with the UNet (dropout 0.5), {prec}' + (' autocast' if prec == 'bf16' else ''), dropout_shared_unet)
 
+    def every_objective_on_device():
+        from consistency_models import losses
+        from consistency_models.pf_ode import heun_step
+        torch.manual_seed(0)
+        mk = lambda smin=0.002: randomize_zero_init(ConsistencyModel(build_network('unet_tiny', img_resolution=8, in_channels=1), sigma_min=smin)).to(dev)
+        teacher = mk(0.).eval()
+        objs = dict(ct=losses.ConsistencyTraining(total_steps=100), ict=losses.ImprovedCT(total_steps=100),
+                    ect=losses.EasyCT(iters_per_stage=25), cd=losses.ConsistencyDistillation(teacher, solver=heun_step),
+                    edm=losses.EDMDenoising())
+        x0, done = torch.randn(16, 1, 8, 8, device=dev).clamp(-1, 1), []
+        for name, obj in objs.items():
+            net = mk(0. if name == 'edm' else 0.002).train()
+            target = mk().eval() if obj.needs_target else None
+            for gname, g in (('device', dev_gen(5)), ('cpu', cpu_gen(5))):
+                loss, _ = obj(net, x0, 60, target=target, generator=g)
+                assert loss.shape == (16,) and loss.device.type == dev.type, f'{name} ({gname} generator): loss {tuple(loss.shape)} on {loss.device}'
+                assert torch.isfinite(loss).all(), f'{name} ({gname} generator): non-finite loss'
+                loss.mean().backward()
+            done.append(name)
+        return f"{', '.join(done)}: one loss and backward each on {dev} with a {dev.type} generator and with a CPU generator, finite"
+    sec.check('every objective on the device (CT, iCT, ECT, CD, EDM)', every_objective_on_device)
+
     def sample_matches_cpu():
         if not cuda: raise Skip('CUDA only: compares sampling on the GPU with the CPU (here both are the CPU)')
         torch.manual_seed(0)
@@ -629,6 +651,8 @@ def text_report(sections, meta) -> str:
                        '/'.join(str(sum(c['status'] == k for c in s.checks)) for k in ('ok', 'failed', 'skipped')),
                        fmt(s.wall_s, '.1f')] for s in sections]))
     for s in sections:
+        if s.status == 'not run':
+            out += ['', f'## {s.title}  [not run: left out by --only]']; continue
         out += ['', f'## {s.title}  [{s.status}, {fmt(s.wall_s, ".1f")} s]']
         try: out += section_tables(s)
         except Exception as e: out.append(f'(could not lay out this section\'s numbers: {one_line(e)}; they are in gpu_check.json)')
@@ -711,7 +735,15 @@ def main(argv=None):
                     help="torch CPU threads (default on a CPU: 1, as the digits preset: tiny networks run faster on one "
                          "thread, and on shared cores extra threads mostly wait for each other; on CUDA: torch's default)")
     ap.add_argument('--keep', action='store_true', help='keep the digits run folders (under OUT/runs) instead of a temp folder')
+    ap.add_argument('--only', default=None,
+                    help='comma-separated section ids to run (others are reported as not run): ' + ', '.join(i for i, _ in SECTIONS))
+    ap.add_argument('--rows', default=None,
+                    help="section 4's rows instead of the plan's, as objective:precision:compile:batch, comma-separated "
+                         "(e.g. ict:bf16:off:128,ect:bf16:on:128)")
     a = ap.parse_args(argv)
+    ids = [i for i, _ in SECTIONS]
+    only = ids if a.only is None else [x.strip() for x in a.only.split(',') if x.strip()]
+    if bad := [x for x in only if x not in ids]: ap.error(f"--only: unknown section(s) {', '.join(bad)}; choose from {', '.join(ids)}")
     t0 = time.time()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     dev_name = ('cuda' if torch.cuda.is_available() else 'cpu') if a.device == 'auto' else a.device
@@ -723,6 +755,12 @@ def main(argv=None):
     if a.threads is None: a.threads = 0 if cuda else 1
     if a.threads > 0: torch.set_num_threads(a.threads)
     plan = make_plan(cuda, a.quick)
+    if a.rows:
+        try: rows = [(o, p, c, int(b)) for o, p, c, b in (r.split(':') for r in a.rows.split(','))]
+        except ValueError: ap.error(f'--rows {a.rows!r}: expected objective:precision:compile:batch, comma-separated')
+        if bad := [r for r in rows if r[0] not in ('ect', 'ict') or r[1] not in ('fp32', 'bf16') or r[2] not in ('off', 'on') or r[3] < 1]:
+            ap.error(f'--rows: {bad[0]} is not (ect|ict):(fp32|bf16):(off|on):batch')
+        plan['train_step']['rows'] = rows
     work = out / 'runs' if a.keep else Path(tempfile.mkdtemp(prefix='gpu_check_'))
     if a.keep: shutil.rmtree(work, ignore_errors=True); work.mkdir(parents=True)
     ctx = argparse.Namespace(args=a, dev=dev, quick=a.quick, plan=plan, work=work, ts=load_train_step(), t0=t0,
@@ -743,6 +781,8 @@ def main(argv=None):
 
     try:
         for s in sections:
+            if s.id not in only:
+                s.status = 'not run'; s.notes.append('not run: left out by --only'); continue
             print(f'\n== {s.title}', flush=True)
             t = time.perf_counter()
             try: funcs[s.id](s, ctx)
@@ -753,7 +793,7 @@ def main(argv=None):
             s.finish()
             print(f'== {s.status} ({s.wall_s:.1f} s)', flush=True)
             write()
-        meta['status'] = 'ok' if all(s.status in ('ok', 'skipped') for s in sections) else 'failed'
+        meta['status'] = 'ok' if all(s.status in ('ok', 'skipped', 'not run') for s in sections) else 'failed'
         # the GPU machine has only the runtime dependencies: nothing here may need the development tools
         meta['dev_modules_imported'] = sorted({n.split('.')[0] for n in sys.modules} & {'nbdev', 'execnb', 'pytest', '_pytest', 'ghapi'})
     finally:

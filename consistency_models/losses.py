@@ -152,7 +152,8 @@ def _check_finite(obj, x:torch.Tensor):
 # %% ../nbs/06_losses.ipynb #c45aad9d
 def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor):
     "Levels (t, r) = (σ_{n+1}, σ_n) of pair indices n, in x's dtype and on its device."
-    return sigmas[n + 1].to(device=x.device, dtype=x.dtype), sigmas[n].to(device=x.device, dtype=x.dtype)
+    sigmas = sigmas.to(device=n.device, dtype=x.dtype)  # the indices may live on a GPU generator's device
+    return sigmas[n + 1].to(x.device), sigmas[n].to(x.device)
 
 # %% ../nbs/06_losses.ipynb #16d549ef
 class ConsistencyTraining:

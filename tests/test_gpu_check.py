@@ -43,3 +43,21 @@ def test_gpu_check_cpu_quick(tmp_path):
     for title in ('1. Environment', '2. GPU-specific checks', '3. Short training runs', '4. Training-step throughput', '5. Sampler speed'):
         assert title in text
 
+
+
+def test_gpu_check_only_and_rows(tmp_path):
+    "`--only` runs the named sections and reports the others as not run; bad --only/--rows values are one-line errors."
+    gc = [sys.executable, str(ROOT / 'bench' / 'gpu_check.py'), '--device', 'cpu', '--quick']
+    p = subprocess.run(gc + ['--out', str(tmp_path / 'o'), '--only', 'environment,gpu_paths'], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    report = json.loads((tmp_path / 'o' / 'gpu_check.json').read_text())
+    status = {s['id']: s['status'] for s in report['sections']}
+    assert status == dict(environment='ok', gpu_paths='ok', digits_training='not run', train_step='not run', sampler_speed='not run')
+    names = [c['name'] for s in report['sections'] for c in s['checks']]
+    assert any(n.startswith('every objective on the device') for n in names)
+    assert '[not run: left out by --only]' in (tmp_path / 'o' / 'gpu_check.txt').read_text()
+    for bad, word in ((['--only', 'digits'], 'unknown section'), (['--rows', 'ict:fp32:off'], 'expected objective'),
+                      (['--rows', 'ict:fp8:off:4'], 'is not')):
+        p = subprocess.run(gc + ['--out', str(tmp_path / 'bad')] + bad, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and word in p.stderr.strip().splitlines()[-1], (bad, p.stderr)

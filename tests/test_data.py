@@ -401,7 +401,8 @@ def test_load_dataset_dispatch(pics, tmp_path):
     assert len(D.load_dataset('Fashion-MNIST', root=tmp_path / 'fm')) == 2
     with pytest.raises(ValueError, match='unknown 2-D toy'): D.load_dataset('toy2d:spiral')
     with pytest.raises(ValueError, match='unknown data set'): D.load_dataset('svhn')
-    with pytest.raises(ValueError, match='single split'): D.load_dataset('digits', split='test')
+    assert len(D.load_dataset('digits', split='test')) == 300
+    with pytest.raises(ValueError, match='splits'): D.load_dataset('digits', split='valid')
 
 
 def test_batches_shard_epochs_and_device():

@@ -229,7 +229,7 @@ def test_overrides_types_and_errors():
 @pytest.mark.slow
 def test_digits_preset_makes_recognisable_digits(tmp_path):
     """The default preset end to end (minutes). Samples must lie near real digits: mean distance to the nearest of the
-    1797 training digits (64 pixels in [0, 1]) below 2.0, where a held-out real digit gives 1.03 and a digit with
+    scikit-learn's 1797 digits (64 pixels in [0, 1]) below 2.0, where a held-out real digit gives 1.03 and a digit with
     shuffled pixels 3.5; and a classifier trained on real digits must find every class among them."""
     pytest.importorskip('sklearn')
     from sklearn.datasets import load_digits

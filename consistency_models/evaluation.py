@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from torch import nn
-from .data import ImageData, default_cache, load_dataset, toy2d, ring_of_gaussians, grid_of_gaussians
+from .data import ImageData, default_cache, load_dataset, load_toy2d, toy2d, ring_of_gaussians, grid_of_gaussians
 from .losses import energy_distance
 from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas
 
@@ -210,7 +210,7 @@ def make_reference(name:str,          # data set: 'digits', 'mnist', 'fmnist', '
     "The `Reference` for a data set: training images embedded once, and the held-out floor."
     if name.startswith('toy2d:'):
         kind = name.split(':', 1)[1]
-        train = toy2d(kind, 4000, torch.Generator().manual_seed(0), dtype=torch.float64)
+        train = load_toy2d(kind).x[:4000].double()  # the first 4000 of the runs' fixed training set
         held = toy2d(kind, min(n, 2000), torch.Generator().manual_seed(1), dtype=torch.float64)
         return Reference(name, train, held, mix=MIXTURES[kind]() if kind in MIXTURES else None)
     if name.startswith('folder:'): raise ValueError(f"cannot evaluate on {name!r}: evaluation needs labels and a test split "

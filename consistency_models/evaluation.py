@@ -20,7 +20,7 @@ from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas
 
 # %% ../nbs/13_evaluation.ipynb #1359e37f
 class FeatureNet(nn.Module):
-    "A small CNN classifier; `forward` returns its penultimate layer, the features of the FD-<data> metrics."
+    "A small CNN classifier; `forward` returns its penultimate layer, the features of FD-digits, FD-fmnist and the like."
     def __init__(self, in_channels:int=1,  # image channels
                  n_classes:int=10,         # number of classes of the labels
                  width:int=32,             # channels of the first block (the second has twice as many)

@@ -186,8 +186,6 @@ def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or
     if (steps is not None and steps < 1) or n < 1: raise CLIError(f"--steps and --n must be >= 1, got {steps} and {n}")
     if sigma_mid is not None and not sigma_mid > 0: raise CLIError(f"--sigma-mid must be > 0, got {sigma_mid}")
     model = load_model(_check_ckpt(ckpt), device=(dev := resolve_device(device)))
-    if is_denoiser(model) and steps is not None and steps % 2 == 0:
-        raise CLIError(f"--steps of an EDM run counts the Heun sampler's evaluations, an odd number (default 35); got {steps}")
     sm = run_sigma_mid(ckpt) if sigma_mid is None else sigma_mid
     x = generate(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), dev, sigma_mid=sm)
     save_samples(x, out)
@@ -217,10 +215,9 @@ def _parse_sigma_mid(s:str): # the --sigma-mid option
     return v
 
 def _write_json(path:Path, obj): # destination, a JSON-serialisable object
-    "Write JSON under a temporary name, then rename: no half-written file is ever left."
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try: tmp.write_text(_json.dumps(obj, indent=1)); os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    "Write JSON under a temporary name, then rename (chapter 10's writer): no half-written file is ever left."
+    from consistency_models.checkpoints import _write_tmp
+    os.replace(_write_tmp(path, _json.dumps(obj, indent=1).encode()), path)
 
 # %% ../nbs/14_cli.ipynb #375bc22e
 def cm_eval(ckpt:str=None,         # run folder, its checkpoints/ folder, or a .safetensors file (required)

@@ -77,7 +77,8 @@ def feature_net(train:ImageData, test:ImageData, # the labelled training and hel
                 cache=None,                      # cache folder (default: default_cache())
                 retrain:bool=False):             # train anew even if cached
     "The data set's `FeatureNet`, trained once and cached; `.identity` says which network it is and its accuracy."
-    from safetensors.torch import save_file, load_file
+    from safetensors.torch import save, load_file
+    from consistency_models.checkpoints import _write_tmp
     from safetensors import safe_open
     key = feature_key(train)
     path = Path(cache or default_cache()) / 'features' / f'{key}.safetensors'
@@ -92,8 +93,7 @@ def feature_net(train:ImageData, test:ImageData, # the labelled training and hel
     else:
         net, acc = train_feature_net(train, test, **FEATURE_TRAINING)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-        save_file(net.state_dict(), tmp, metadata=dict(accuracy=repr(acc), key=key)); os.replace(tmp, path)
+        os.replace(_write_tmp(path, save(net.state_dict(), metadata=dict(accuracy=repr(acc), key=key))), path)
     net.identity = dict(key=key, accuracy=acc, n_train=len(train), n_test=len(test), **FEATURE_TRAINING)
     return net
 

@@ -75,6 +75,8 @@ OBJECTIVE_NAMES = ('ect', 'ict', 'ct', 'cd', 'edm')
 class ObjectiveConfig:
     "Which objective (chapter 06) and its settings."
     name:str='ect'                # 'ect', 'ict', 'ct', 'cd' or 'edm': which section below is used
+    metric:str|None=None          # 'squared_l2', 'l1', 'pseudo_huber' or 'lpips' (None: the objective's own; not for ect)
+    weighting:str|None=None       # 'uniform' or 'gap' (None: the objective's own; not for ect or edm)
     curriculum_nimg:int|None=None # length K of the curricula in images (None: run.total_nimg; fixed when a resume lengthens the run)
     ect:ECTConfig=field(default_factory=ECTConfig)
     ict:ICTConfig=field(default_factory=ICTConfig)
@@ -260,13 +262,25 @@ def apply_overrides(config:Config,  # the config to start from (not modified)
 
 # %% ../nbs/09_config.ipynb #a9de8e81
 PRESET_TABLE = """
-preset       data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from         extra
-digits       digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
-fmnist       fmnist       32    unet_small      0        ect        radam      2e-3  -         64     64k     0       6400   -             0.1      -          -                 data.download=true
-toy2d        toy2d:moons  -     mlp2d           -        ect        adam       1e-3  -         256    512k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
-cifar10_edm  cifar10      -     cifar10_ddpmpp  0.13     edm        adam       1e-3  -         512    200M    10M     0      500k          0        0          -                 run.log_nimg=100k run.snapshot_nimg=20M
-cifar10_ict  cifar10      -     cifar10_ddpmpp  0.3      ict        radam      1e-4  -         1024   409.6M  0       0      10.14M        0        -          -                 run.log_nimg=100k run.snapshot_nimg=20M model.net_kwargs={'embedding':'fourier','fourier_scale':0.02}
-cifar10_ect  cifar10      -     cifar10_ddpmpp  0.2      ect        radam      1e-4  0.9,0.99  128    51.2M   0       0      887k          0        -          runs/cifar10_edm  run.log_nimg=100k run.snapshot_nimg=20M
+preset            data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from         extra
+digits            digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits_edm        digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                 run.threads=1
+digits_cd         digits       -     unet_tiny       0        cd         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1 objective.cd.teacher=runs/digits_edm
+digits_ct         digits       -     unet_tiny       0        ct         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits_ict        digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm   run.threads=1
+fmnist            fmnist       32    unet_small      0        ect        radam      2e-3  -         64     64k     0       6400   -             0.1      -          -                 data.download=true
+toy2d             toy2d:moons  -     mlp2d           -        ect        adam       1e-3  -         256    512k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
+toy_edm           toy2d:ring   -     mlp2d           -        edm        adam       1e-3  -         256    256k    0       50k    -             0.1      0          -                 run.threads=1 run.sample_n=2000
+toy_cd            toy2d:ring   -     mlp2d           -        cd         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000 objective.cd.teacher=runs/toy_edm
+toy_ct            toy2d:ring   -     mlp2d           -        ct         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
+toy_ict           toy2d:ring   -     mlp2d           -        ict        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
+toy_ect           toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
+toy_ect_tuned     toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          runs/toy_edm      run.threads=1 run.sample_n=2000
+cifar10_edm       cifar10      -     cifar10_ddpmpp  0.13     edm        adam       1e-3  -         512    200M    10M     0      500k          0        0          -                 run.log_nimg=100k run.snapshot_nimg=20M
+cifar10_ict       cifar10      -     cifar10_ddpmpp  0.3      ict        radam      1e-4  -         1024   409.6M  0       0      10.14M        0        -          -                 run.log_nimg=100k run.snapshot_nimg=20M model.net_kwargs={'embedding':'fourier','fourier_scale':0.02}
+cifar10_ect       cifar10      -     cifar10_ddpmpp  0.2      ect        radam      1e-4  0.9,0.99  128    51.2M   0       0      887k          0        -          runs/cifar10_edm  run.log_nimg=100k run.snapshot_nimg=20M
 """
 PRESET_COLUMNS = dict(data='data.name', size='data.size', network='model.network', dropout='model.dropout',
                       objective='objective.name', optimizer='optimizer.name', lr='optimizer.lr', betas='optimizer.betas',
@@ -322,9 +336,14 @@ def _model_problems(m:ModelConfig): # the model section
 def _training_problems(c:Config, data_name:bool): # the config, and whether data.name must name a data set
     "(ok, message) for each check of the objective, optimizer, schedule and data sections."
     from consistency_models.data import LOADERS, TOY2D
+    from consistency_models.losses import METRICS, WEIGHTINGS
     o, kind = c.objective, c.data.name.partition(':')
     yield o.name in OBJECTIVE_NAMES, f"objective.name={o.name!r} is not one of {', '.join(OBJECTIVE_NAMES)}"
     yield o.ect.stages >= 1 and o.ect.q > 1, f"objective.ect.stages={o.ect.stages} must be >= 1 and objective.ect.q={o.ect.q} > 1"
+    yield o.metric is None or o.metric in METRICS, f"objective.metric={o.metric!r} is not one of {', '.join(METRICS)}"
+    yield o.weighting is None or o.weighting in WEIGHTINGS, f"objective.weighting={o.weighting!r} is not one of {', '.join(WEIGHTINGS)}"
+    yield o.name != 'ect' or o.metric == o.weighting == None, "objective.metric and objective.weighting do not apply to ect: its loss is pseudo-Huber with the adaptive weighting (set objective.ect.c)"
+    yield o.name != 'edm' or o.weighting is None, "objective.weighting does not apply to edm: its weighting is EDM's λ(σ)"
     yield o.name != 'cd' or o.cd.teacher, "objective.cd.teacher must name the run folder of a trained EDM denoiser"
     yield o.cd.solver in ('heun', 'euler'), f"objective.cd.solver={o.cd.solver!r} is not 'heun' or 'euler'"
     yield (o.curriculum_nimg or 1) >= 1, f"objective.curriculum_nimg={o.curriculum_nimg} must be >= 1 (or none)"

@@ -128,6 +128,11 @@ def build_model(mc:ModelConfig,      # the model section of a config
     return ConsistencyModel(net, sigma_data=float(sd), sigma_min=mc.sigma_min)
 
 # %% ../nbs/11_training.ipynb #125cd171
+def _start_path(path:str, key:str): # a run folder or weights file that a config names, and the key naming it
+    "Its weights file (`weights_path`); when there is none, an error that names the key and says what to do."
+    try: return weights_path(path)
+    except FileNotFoundError as e: raise FileNotFoundError(f"{key}={path!r}: {e}; train that run first") from None
+
 def build_objective(oc:ObjectiveConfig, # the objective section of a config
                     K:int,              # the curricula's length in optimizer steps
                     sigma_data:float):  # the model's σ_d (EDM's weighting uses it)
@@ -135,13 +140,18 @@ def build_objective(oc:ObjectiveConfig, # the objective section of a config
     from consistency_models import losses
     from consistency_models.pf_ode import heun_step, euler_step
     e, i, t, d, m = oc.ect, oc.ict, oc.ct, oc.cd, oc.edm
+    named = {k: v for k, v in dict(metric=oc.metric, weighting=oc.weighting).items() if v is not None}  # else the objective's own
     if oc.name == 'ect': return losses.EasyCT(iters_per_stage=max(1, K // e.stages), p_mean=e.p_mean, p_std=e.p_std,
                                               q=e.q, k=e.k, b=e.b, variant=e.variant, c=e.c)
-    if oc.name == 'ict': return losses.ImprovedCT(total_steps=K, s0=i.s0, s1=i.s1, p_mean=i.p_mean, p_std=i.p_std)
-    if oc.name == 'ct': return losses.ConsistencyTraining(total_steps=K, s0=t.s0, s1=t.s1, mu0=t.mu0)
-    if oc.name == 'cd': return losses.ConsistencyDistillation(teacher=load_model(d.teacher), num_scales=d.num_scales, mu=d.mu,
-                                                              solver=dict(heun=heun_step, euler=euler_step)[d.solver])
-    if oc.name == 'edm': return losses.EDMDenoising(p_mean=m.p_mean, p_std=m.p_std, sigma_data=sigma_data)
+    if oc.name == 'ict': return losses.ImprovedCT(total_steps=K, s0=i.s0, s1=i.s1, p_mean=i.p_mean, p_std=i.p_std, **named)
+    if oc.name == 'ct': return losses.ConsistencyTraining(total_steps=K, s0=t.s0, s1=t.s1, mu0=t.mu0, **named)
+    if oc.name == 'cd':
+        teacher = load_model(_start_path(d.teacher, 'objective.cd.teacher'))
+        if teacher.sigma_min != 0: raise ValueError(f"objective.cd.teacher={d.teacher!r} is a consistency model (sigma_min "
+                                                    f"{teacher.sigma_min}), not an EDM denoiser: train one with objective.name=edm")
+        return losses.ConsistencyDistillation(teacher=teacher, num_scales=d.num_scales, mu=d.mu,
+                                              solver=dict(heun=heun_step, euler=euler_step)[d.solver], **named)
+    if oc.name == 'edm': return losses.EDMDenoising(p_mean=m.p_mean, p_std=m.p_std, sigma_data=sigma_data, **named)
     raise ValueError(f"objective.name={oc.name!r} is not one of ect, ict, ct, cd, edm")
 
 # %% ../nbs/11_training.ipynb #5a8550fd
@@ -191,7 +201,7 @@ class Trainer:
 # %% ../nbs/11_training.ipynb #dd565926
 @patch
 def _build(self:Trainer):
-    "Model, EMAs, objective, the wrapped model the objective trains, optimizer, precision, generator."
+    "Model, EMAs, objective, the networks the objective calls, optimizer, precision, generator."
     c, dev = self.cfg, self.device
     if c.run.threads > 0 and dev.type == 'cpu': torch.set_num_threads(c.run.threads)  # see RunConfig.threads
     if dev.type == 'cuda':
@@ -200,25 +210,37 @@ def _build(self:Trainer):
     torch.manual_seed(c.run.seed)  # the same initial weights on every process
     self.model = build_model(c.model, self.data.shape, self.data.sigma_data).to(dev).train()
     if c.model.init_from:
-        src = weights_path(c.model.init_from); load_weights(self.model, read_weights(src, 'ema.')[0], src)
+        src = _start_path(c.model.init_from, 'model.init_from')
+        load_weights(self.model, read_weights(src, 'ema.')[0], src)
     self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
     self.objective = build_objective(c.objective, self.curriculum_steps, self.model.sigma_data)
     self.target = copy.deepcopy(self.model).requires_grad_(False) if getattr(self.objective, 'needs_target', False) else None
-    for m in [getattr(self.objective, 'teacher', None)]:
-        if isinstance(m, nn.Module): m.to(dev)
-    backbone = self.model.backbone
+    teacher = getattr(self.objective, 'teacher', None)
+    if isinstance(teacher, nn.Module):
+        shape = tuple(getattr(teacher, 'data_shape', self.data.shape))
+        if shape != tuple(self.data.shape):
+            raise ValueError(f"objective.cd.teacher was trained on samples of shape {shape}; these data have {tuple(self.data.shape)}")
+        teacher.to(dev)
+    self._wrap()
+    self.params = [p for p in self.model.parameters() if p.requires_grad]
+    o = c.optimizer
+    self.opt = OPTIMIZERS[o.name](self.params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    self.autocast, self.scaler = precision_setup(dev, c.run.precision)
+    self.gen = torch.Generator(dev)
+
+@patch
+def _wrap(self:Trainer):
+    "The networks the objective calls: the student (DDP over processes, compiled if asked) and the target, compiled alike."
+    c, dev, backbone = self.cfg, self.device, self.model.backbone
     if self.dist.world_size > 1:
         ddp = nn.parallel.DistributedDataParallel  # our buffers are constants: no syncing them on every forward
         nosync = 'forward_sync_buffers' if 'forward_sync_buffers' in inspect.signature(ddp).parameters else 'broadcast_buffers'
         backbone = ddp(backbone, device_ids=[dev.index] if dev.type == 'cuda' else None, **{nosync: False})
     self.ddp = backbone if self.dist.world_size > 1 else None
     if c.run.compile: backbone = torch.compile(backbone)
-    self.net = ConsistencyModel(backbone, self.model.sigma_data, self.model.sigma_min)
-    self.params = [p for p in self.model.parameters() if p.requires_grad]
-    o = c.optimizer
-    self.opt = OPTIMIZERS[o.name](self.params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-    self.autocast, self.scaler = precision_setup(dev, c.run.precision)
-    self.gen = torch.Generator(dev)
+    self.net, self.target_net = ConsistencyModel(backbone, self.model.sigma_data, self.model.sigma_min), self.target
+    if c.run.compile and self.target is not None:  # an eager target would draw other dropout masks than the compiled student
+        self.target_net = ConsistencyModel(torch.compile(self.target.backbone), self.target.sigma_data, self.target.sigma_min)
 
 # %% ../nbs/11_training.ipynb #cad38a0b
 @patch
@@ -241,9 +263,9 @@ def _forward_backward(self:Trainer, step:int):
         sync = self.ddp.no_sync() if self.ddp is not None and a < accum - 1 else nullcontext()
         with sync:
             with self.autocast():
-                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target, generator=noise())
+                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target_net, generator=noise())
                 except NonFiniteInputError:  # a corrupt batch: poison the step, so every process skips it together
-                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target, generator=noise())
+                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target_net, generator=noise())
                     per_sample = per_sample * float('nan')
             loss = per_sample.float().mean() / accum
             (self.scaler.scale(loss) if self.scaler else loss).backward()

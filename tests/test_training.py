@@ -248,3 +248,20 @@ def test_digits_preset_makes_recognisable_digits(tmp_path):
         counts = torch.bincount(torch.from_numpy(clf.predict(z)), minlength=10)
         assert (counts >= 10).all(), f'{steps}-step samples: classes {counts.tolist()}'
     assert (tmp_path / 'loss.png').is_file() and len(list(tmp_path.glob('samples_*.png'))) == 4
+
+# ---------------------------------------------------------------- compiled student and target
+
+def test_compiled_student_and_target_share_dropout(tmp_path):
+    "run.compile=true with an EMA target (CT): the target is compiled like the student, so both passes draw one mask."
+    from consistency_models.losses import student_and_target
+    from consistency_models.training import ema_update
+    tr = Trainer(tiny(tmp_path / 'ct', 'objective.name=ct', 'model.dropout=0.5', 'run.compile=true', 'run.device=cpu'))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tr.model.parameters(): p.add_(0.1 * torch.randn_like(p))  # zero-initialised output layers hide dropout
+    ema_update(tr.target, tr.model, 0.)                                     # target = student, so only masks can differ
+    x, t = torch.randn(32, 2), torch.full((32,), 1.5)
+    a, b = student_and_target(tr.net, x, t, x, t, tr.target_net)
+    assert (a.detach() - b).abs().max() < 1e-4
+    a, b = student_and_target(tr.net, x, t, x, t, tr.target)                # the eager target draws other masks
+    assert (a.detach() - b).abs().max() > 1e-2

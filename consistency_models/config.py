@@ -263,14 +263,21 @@ def apply_overrides(config:Config,  # the config to start from (not modified)
 # %% ../nbs/09_config.ipynb #a9de8e81
 PRESET_TABLE = """
 preset            data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from         extra
-digits            digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits            digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
+digits_long       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     204.8k  0       6400   -             0.1      -          -                 run.threads=1
 digits_edm        digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                 run.threads=1
 digits_cd         digits       -     unet_tiny       0        cd         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1 objective.cd.teacher=runs/digits_edm
 digits_ct         digits       -     unet_tiny       0        ct         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ict        digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm   run.threads=1
-fmnist            fmnist       32    unet_small      0        ect        radam      2e-3  -         64     64k     0       6400   -             0.1      -          -                 data.download=true
+fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
+fmnist_edm        fmnist       32    unet_small      0        edm        radam      2e-3  -         64     25.6k   0       6400   -             0.1      0          -                 data.download=true
+fmnist_cd         fmnist       32    unet_small      0        cd         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true objective.cd.teacher=runs/fmnist_edm
+fmnist_ct         fmnist       32    unet_small      0        ct         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
+fmnist_ict        fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
+fmnist_ect        fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
+fmnist_ect_tuned  fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          runs/fmnist_edm   data.download=true
 toy2d             toy2d:moons  -     mlp2d           -        ect        adam       1e-3  -         256    512k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
 toy_edm           toy2d:ring   -     mlp2d           -        edm        adam       1e-3  -         256    256k    0       50k    -             0.1      0          -                 run.threads=1 run.sample_n=2000
 toy_cd            toy2d:ring   -     mlp2d           -        cd         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000 objective.cd.teacher=runs/toy_edm

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TABLES', 'STARTS', 'row_config', 'run_row', 'fixed_samples', 'collect', 'results_rows', 'results_markdown']
 
-# %% ../nbs/15_results.ipynb #aed6a7dc
+# %% ../nbs/15_results.ipynb #ff744590
 import json, shutil
 from pathlib import Path
 import numpy as np
@@ -13,14 +13,16 @@ import torch
 from .config import get_config, _get, _set
 from .checkpoints import load_model, read_log
 from .sampling import generate
-from .evaluation import run_sigma_mid
+from .evaluation import run_sigma_mid, COLUMNS
 
-# %% ../nbs/15_results.ipynb #d1330ec6
+# %% ../nbs/15_results.ipynb #8b2a2e13
 TABLES = dict(  # table -> [(row label, preset)], starting runs first
     digits=[('EDM (teacher)', 'digits_edm'), ('CD', 'digits_cd'), ('CT', 'digits_ct'), ('iCT', 'digits_ict'),
             ('ECT from scratch', 'digits_ect'), ('ECT tuned from EDM', 'digits_ect_tuned')],
     toy=[('EDM (teacher)', 'toy_edm'), ('CD', 'toy_cd'), ('CT', 'toy_ct'), ('iCT', 'toy_ict'),
-         ('ECT from scratch', 'toy_ect'), ('ECT tuned from EDM', 'toy_ect_tuned')])
+         ('ECT from scratch', 'toy_ect'), ('ECT tuned from EDM', 'toy_ect_tuned')],
+    fmnist=[('EDM (teacher)', 'fmnist_edm'), ('CD', 'fmnist_cd'), ('CT', 'fmnist_ct'), ('iCT', 'fmnist_ict'),
+            ('ECT from scratch', 'fmnist_ect'), ('ECT tuned from EDM', 'fmnist_ect_tuned')])
 STARTS = ('model.init_from', 'objective.cd.teacher')  # the keys that name a run to start from
 
 def row_config(preset:str, # a preset of chapter 09
@@ -49,7 +51,7 @@ def run_row(preset:str, root, n:int=10_000, overrides=()): # preset, table folde
         cm_eval(str(run), n=n, sigma_mid=None if cfg.model.sigma_min == 0 else 'auto', device='cpu')
     return run
 
-# %% ../nbs/15_results.ipynb #9c5d338f
+# %% ../nbs/15_results.ipynb #617f0bc2
 def fixed_samples(run, steps:int, n:int=32, seed:int=0): # run folder, network evaluations, how many, noise seed
     "n samples of the run's EMA model with `steps` evaluations, from the noise of `seed` (the same for every run)."
     model = load_model(run)
@@ -62,9 +64,10 @@ def _relative(obj, root:str): # a JSON value, the root folder to hide
     if isinstance(obj, list): return [_relative(v, root) for v in obj]
     return 'runs' + obj[len(root):] if isinstance(obj, str) and obj.startswith(root) else obj
 
-def collect(run, dest, n:int=32): # a measured run folder, where to keep its results, samples per sampler
+def collect(run, dest, n:int=None): # a measured run folder, where to keep its results, samples per sampler (None: 32 images or 2000 points)
     "Copy the run's eval.json, log and config (paths made relative) and fixed-noise samples into `dest`."
     run, dest = Path(run), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    n = n or (2000 if json.loads((run / 'config.json').read_text())['data']['name'].startswith('toy2d') else 32)
     root = str(run.parent)
     for name in ('eval.json', 'config.json'):
         (dest / name).write_text(json.dumps(_relative(json.loads((run / name).read_text()), root), indent=1))
@@ -73,15 +76,15 @@ def collect(run, dest, n:int=32): # a measured run folder, where to keep its res
     np.savez_compressed(dest / 'samples.npz', **{f'steps_{s}': fixed_samples(run, s, n).numpy().astype(np.float16) for s in steps})
     return dest
 
-# %% ../nbs/15_results.ipynb #14eea24c
+# %% ../nbs/15_results.ipynb #1a166a47
 def _train_cost(folder:Path): # a kept results folder
     "(training seconds, images) of the run kept in `folder`, from its log."
     last = read_log(folder)[-1]
     return last['elapsed_s'], last['nimg']
 
-def results_rows(folder, table:str): # the kept results' folder, a key of TABLES
+def results_rows(folder, table:str): # the folder of the kept tables, a key of TABLES
     "[(label, sampler, measure row, train seconds, images)] for the floor, the baseline and every model and sampler."
-    folder, out = Path(folder), []
+    folder, out = Path(folder) / table, []
     for label, preset in TABLES[table]:
         ev, cfg = (json.loads((folder / preset / f).read_text()) for f in ('eval.json', 'config.json'))
         if not out: out += [(k, '', v, None, None) for k, v in list(ev['rows'].items())[:2]]  # floor and baseline
@@ -91,12 +94,14 @@ def results_rows(folder, table:str): # the kept results' folder, a key of TABLES
         out += [(label, k, v, secs, nimg) for k, v in list(ev['rows'].items())[2:]]
     return out
 
-# %% ../nbs/15_results.ipynb #464e0f0f
-def results_markdown(rows:list, toy:bool=False): # results_rows(...), whether the table is a 2-D toy's
+# %% ../nbs/15_results.ipynb #aa0a01d0
+def results_markdown(rows:list,        # results_rows(...)
+                     toy:bool=False,    # whether the table is a 2-D toy's
+                     metric:str='FD'):  # the name of the Fréchet distance column, e.g. 'FD-digits'
     "A Markdown table of `results_rows`: image metrics (FD, precision, recall, classes) or the toy's exact ones."
     cols = (('energy', '.4f'), ('sliced_w1', '.4f'), ('modes', '.2f'), ('off_mode', '.3f')) if toy else \
            (('fd', '.2f'), ('precision', '.2f'), ('recall', '.2f'), ('classes', '.1f'))
-    head = ['model', 'sampler', *(c for c, _ in cols), 'train s', 'images']
+    head = ['model', 'sampler', *(COLUMNS[c][0].format(metric=metric) for c, _ in cols), 'train s', 'images']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for label, sampler, r, secs, nimg in rows:
         cells = [format(r[c], f) + (f" ± {r['fd_sd']:.2f}" if c == 'fd' and r.get('chunks', 1) > 1 else '') for c, f in cols]

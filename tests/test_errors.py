@@ -77,6 +77,11 @@ def toy_copy(toy_run, tmp_path):
     (['schedule.ema_halflife_nimg=-5'], 'schedule.ema_halflife_nimg'),
     (['objective.ect.stage=4'], 'objective.ect.stages'),
     (['objective.name=cd'], 'objective.cd.teacher'),
+    (['objective.metric=huber'], "objective.metric='huber' is not one of squared_l2, l1, pseudo_huber, lpips"),
+    (['objective.name=ict', 'objective.weighting=edm'], "objective.weighting='edm' is not one of uniform, gap"),
+    (['objective.metric=l1'], 'do not apply to ect'),
+    (['--preset', 'digits_cd', 'objective.cd.teacher=no/such/run'], "objective.cd.teacher='no/such/run': no checkpoint"),
+    (['--preset', 'digits_ect_tuned', 'model.init_from=no/such/run'], "model.init_from='no/such/run': no checkpoint"),
     (['run.log_nimg=-1'], 'run.log_nimg'),
     (['data.accum=0'], 'data.accum=0'),
     (['--preset', 'toy2d', 'data.batch_size=63', 'data.accum=2'], 'micro-batches'),
@@ -84,6 +89,11 @@ def toy_copy(toy_run, tmp_path):
 def test_train_bad_option_or_value(tmp_path, args, says):
     expect([*command('cm-train'), '--out', str(tmp_path / 'a'), *args], 2, says, tmp_path)
     assert not (tmp_path / 'a').exists()  # checked before anything is written
+
+def test_cd_teacher_must_be_a_denoiser(toy_run, tmp_path):
+    "A consistency model is not a teacher: CD's step needs a denoiser D(x, σ) (an EDM run)."
+    expect([*command('cm-train'), '--preset', 'toy_cd', '--out', str(tmp_path / 'a'), f'objective.cd.teacher={toy_run}', *TINY],
+           2, 'not an EDM denoiser', tmp_path, toy_run)
 
 def test_train_cuda_without_a_gpu(tmp_path):
     if torch.cuda.is_available(): pytest.skip('this machine has a GPU')

@@ -79,7 +79,7 @@ def toy_copy(toy_run, tmp_path):
     (['objective.name=cd'], 'objective.cd.teacher'),
     (['objective.metric=huber'], "objective.metric='huber' is not one of squared_l2, l1, pseudo_huber, lpips"),
     (['objective.name=ict', 'objective.weighting=edm'], "objective.weighting='edm' is not one of uniform, gap"),
-    (['objective.metric=l1'], 'do not apply to ect'),
+    (['--preset', 'digits_ect', 'objective.metric=l1'], 'do not apply to ect'),
     (['--preset', 'digits_cd', 'objective.cd.teacher=no/such/run'], "objective.cd.teacher='no/such/run': no checkpoint"),
     (['--preset', 'digits_ect_tuned', 'model.init_from=no/such/run'], "model.init_from='no/such/run': no checkpoint"),
     (['run.log_nimg=-1'], 'run.log_nimg'),

@@ -106,7 +106,7 @@ class ScheduleConfig:
 @dataclass
 class DataConfig:
     "The data set (chapter 08) and how it is batched."
-    name:str='digits'             # data set: digits, mnist, fmnist, cifar10, toy2d:KIND or folder:PATH
+    name:str='digits'             # data set: digits, digits_rgb, mnist, fmnist, cifar10, toy2d:KIND or folder:PATH
     size:int|None=None            # image size (None: the data set's own)
     root:str|None=None            # folder to look in (and download into)
     download:bool=False           # allow downloading the data set
@@ -271,6 +271,7 @@ digits_ct         digits       -     unet_tiny       0        ct         radam  
 digits_ict        digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm   run.threads=1
+digits_rgb        digits_rgb   -     unet_tiny       0        ict        radam      2e-3  -         64     102.4k  0       6400   -             0.1      -          -                 run.threads=1
 fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
 fmnist_edm        fmnist       32    unet_small      0        edm        radam      2e-3  -         64     25.6k   0       6400   -             0.1      0          -                 data.download=true
 fmnist_cd         fmnist       32    unet_small      0        cd         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true objective.cd.teacher=runs/fmnist_edm

@@ -19,15 +19,17 @@ def multistep_sample(model,                 # consistency model f(x, σ, **kwarg
                      sigmas,                # descending levels visited: τ_0 = σ_max > τ_1 > …
                      generator:torch.Generator=None, # randomness of the re-noising steps
                      sigma_min:float=0.002, # the boundary level ε
+                     project=None,          # x -> x applied after every jump (the editing chapter's Algorithm 4); None: Algorithm 1
                      **kwargs):             # passed to the model (e.g. class labels)
     "Song et al. (2023) Algorithm 1: jump to the data, re-noise to τ_n, jump again."
     sigmas = [float(s) for s in sigmas]
     if any(a <= b for a, b in zip(sigmas, sigmas[1:])) or sigmas[-1] <= sigma_min:
         raise ValueError(f"sigmas must decrease and stay above sigma_min={sigma_min}, got {sigmas}")
-    x = model(x_T, sigmas[0], **kwargs)
+    project = project or (lambda x: x)
+    x = project(model(x_T, sigmas[0], **kwargs))
     for tau in sigmas[1:]:
         z = randn(x.shape, generator, x.device, x.dtype)
-        x = model(x + math.sqrt(tau ** 2 - sigma_min ** 2) * z, tau, **kwargs)
+        x = project(model(x + math.sqrt(tau ** 2 - sigma_min ** 2) * z, tau, **kwargs))
     return x
 
 # %% ../nbs/12_sampling.ipynb #c1042428

@@ -24,6 +24,8 @@ class ModelConfig:
     sigma_min:float=0.002         # boundary level ε of f(x, ε) = x (0 gives an EDM denoiser)
     sigma_data:float|None=None    # σ_d of the scalings; None: measured on the data
     init_from:str|None=None       # run folder or .safetensors whose EMA weights start the model
+    label_dim:int=0               # classes the network is conditioned on (0: unconditional); the data's labels lie in 0..label_dim-1
+    label_dropout:float=0.        # share of training labels replaced by "no label" (classifier-free guidance needs some)
 
 # %% ../nbs/09_config.ipynb #78ca569d
 @dataclass
@@ -272,6 +274,8 @@ digits_ict        digits       -     unet_tiny       0        ict        radam  
 digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
 digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm   run.threads=1
 digits_rgb        digits_rgb   -     unet_tiny       0        ict        radam      2e-3  -         64     102.4k  0       6400   -             0.1      -          -                 run.threads=1
+digits_cond       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1 model.label_dim=10 model.label_dropout=0.1
+digits_edm_cond   digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                 run.threads=1 model.label_dim=10 model.label_dropout=0.1
 fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
 fmnist_edm        fmnist       32    unet_small      0        edm        radam      2e-3  -         64     25.6k   0       6400   -             0.1      0          -                 data.download=true
 fmnist_cd         fmnist       32    unet_small      0        cd         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true objective.cd.teacher=runs/fmnist_edm
@@ -333,12 +337,15 @@ def _model_problems(m:ModelConfig): # the model section
     from consistency_models.networks import network_presets
     net_ok = m.network in network_presets
     bad_kw = [k for k in m.net_kwargs if net_ok and k not in _net_arguments(m.network)]
-    fixed = sorted(set(m.net_kwargs) & {'dim', 'img_resolution', 'in_channels', 'dropout'})
+    fixed = sorted(set(m.net_kwargs) & {'dim', 'img_resolution', 'in_channels', 'dropout', 'label_dim'})
     yield net_ok, f"model.network={m.network!r} is not a network preset; choose one of {', '.join(network_presets)}"
     yield not bad_kw, f"model.net_kwargs: {bad_kw[0] if bad_kw else ''!r} is not an argument of network {m.network!r}; it takes {', '.join(_net_arguments(m.network)) if net_ok else ''}"
-    yield not fixed, f"model.net_kwargs: {fixed[0] if fixed else ''!r} is set from the data (dropout: by model.dropout), not in net_kwargs"
+    yield not fixed, f"model.net_kwargs: {fixed[0] if fixed else ''!r} is set from the data (dropout, label_dim: by model.dropout, model.label_dim), not in net_kwargs"
     yield m.dropout is None or 0 <= m.dropout < 1, f"model.dropout={m.dropout} must lie in [0, 1)"
     yield m.sigma_min >= 0 and (m.sigma_data is None or m.sigma_data > 0), "model.sigma_min must be >= 0 and model.sigma_data > 0"
+    yield type(m.label_dim) is int and m.label_dim >= 0, f"model.label_dim={m.label_dim!r} must be a whole number >= 0 (0: unconditional)"
+    yield 0 <= m.label_dropout < 1 and (m.label_dropout == 0 or m.label_dim > 0), \
+        f"model.label_dropout={m.label_dropout} must lie in [0, 1), and be 0 unless model.label_dim > 0"
 
 # %% ../nbs/09_config.ipynb #4598eae4
 def _training_problems(c:Config, data_name:bool): # the config, and whether data.name must name a data set

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from .data import ImageData, default_cache, load_dataset, load_toy2d, toy2d, ring_of_gaussians, grid_of_gaussians
 from .losses import energy_distance
-from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas
+from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas, label_kwargs
 
 # %% ../nbs/13_evaluation.ipynb #1359e37f
 class FeatureNet(nn.Module):
@@ -307,9 +307,9 @@ def run_sigma_mid(path): # a run folder or checkpoint path
 # %% ../nbs/13_evaluation.ipynb #e3e971ef
 def draw(model, n:int, steps:int, seed:int=0, batch:int=1000, device='cpu', sigma_mid:float=SIGMA_MID):
     "n samples with the model's own sampler (`generate`), in batches, batch b drawn from the generator seeded (seed, b)."
-    shape = tuple(model.data_shape)
-    out = [generate(model, (min(batch, n - s), *shape), steps, torch.Generator().manual_seed(seed * 100_003 + s // batch),
-                    device, sigma_mid=sigma_mid).cpu() for s in range(0, n, batch)]
+    shape, m = tuple(model.data_shape), lambda s: min(batch, n - s)   # a class-conditional model: classes drawn uniformly
+    out = [generate(model, (m(s), *shape), steps, torch.Generator().manual_seed(seed * 100_003 + s // batch), device, sigma_mid=sigma_mid,
+                    **label_kwargs(model, m(s), seed=seed * 100_003 + s // batch + 50_000)).cpu() for s in range(0, n, batch)]
     return torch.cat(out).double() if len(shape) == 1 else torch.cat(out)
 
 def _score(ref:Reference, res:dict): return res['energy'] if ref.is_toy else res['fd']

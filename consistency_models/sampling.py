@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SIGMA_MID', 'multistep_sample', 'sample_sigmas', 'sample', 'edm_sigmas', 'edm_sample', 'is_denoiser', 'generate',
-           'image_grid', 'show_samples', 'sample_figure', 'save_samples', 'plot_losses']
+           'image_grid', 'show_samples', 'sample_figure', 'save_samples', 'plot_losses', 'label_kwargs']
 
 # %% ../nbs/12_sampling.ipynb #07ec3b53
 import math
@@ -134,13 +134,14 @@ def sample_figure(model,                  # a consistency model (the EMA), an ED
                   seed:int=0,             # seed of the noise (fixed, so grids compare over time)
                   sigma_mid:float=SIGMA_MID, # the 2-step intermediate level
                   data:torch.Tensor=None, # for 2-D toys: training points drawn behind the samples
-                  title:str=''):
+                  title:str='',
+                  **kwargs):              # passed to the model (e.g. class labels)
     "A figure of 1- and 2-step samples from the same noise (a denoiser: Heun with 9 and 35 evaluations)."
     from matplotlib.figure import Figure
     fig = Figure(figsize=(8, 4.3)); axs = fig.subplots(1, 2, sharex=True, sharey=True)
     den = is_denoiser(model)
     for ax, steps in zip(axs, (9, 35) if den else (1, 2)):
-        x = generate(model, (n, *shape), steps, torch.Generator().manual_seed(seed), _device_of(model), sigma_mid=sigma_mid)
+        x = generate(model, (n, *shape), steps, torch.Generator().manual_seed(seed), _device_of(model), sigma_mid=sigma_mid, **kwargs)
         show_samples(ax, x, data)
         ax.set_title(f'EDM Heun, {steps} evaluations' if den else
                      f'{steps}-step samples' + (f' (σ_mid={sigma_mid:.3g})' if steps == 2 else ''))
@@ -150,7 +151,8 @@ def sample_figure(model,                  # a consistency model (the EMA), an ED
 
 # %% ../nbs/12_sampling.ipynb #0866cc25
 def save_samples(x:torch.Tensor, # samples, as `sample` returns them
-                 path):          # a .png (a picture) or .npz (the array `samples`) file
+                 path,           # a .png (a picture) or .npz (the array `samples`) file
+                 ncol:int=None): # images per row of the picture (default: a square grid)
     "Write samples to `path`, under a temporary name first and then renamed, so no half-written file remains."
     import os, numpy as np
     from matplotlib.figure import Figure
@@ -158,7 +160,7 @@ def save_samples(x:torch.Tensor, # samples, as `sample` returns them
     try:
         if path.suffix == '.npz': np.savez(tmp, samples=(x.clamp(-1, 1) if x.ndim == 4 else x).float().cpu().numpy())
         else:
-            fig = Figure(figsize=(5, 5)); show_samples(fig.subplots(), x); fig.tight_layout(); fig.savefig(tmp, dpi=100)
+            fig = Figure(figsize=(5, 5)); show_samples(fig.subplots(), x, ncol=ncol); fig.tight_layout(); fig.savefig(tmp, dpi=100)
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
@@ -176,3 +178,18 @@ def plot_losses(log:list,    # records of a run's log (checkpoints.read_log)
     ax.set(xlabel='thousands of images', ylabel='loss (mean over the interval)', yscale='log', title=title)
     if fig is not None: fig.tight_layout()
     return fig or ax.figure
+
+# %% ../nbs/12_sampling.ipynb #5a2bd004
+def label_kwargs(model,           # a trained model (its `label_dim`: 0 or missing for an unconditional one)
+                 n:int,           # number of samples
+                 classes=None,    # the class of each sample (n integers), or None: drawn uniformly
+                 seed:int=0):     # seed of the drawn classes
+    "The class-label keyword arguments of a sampler call: {} for an unconditional model, else {'class_labels': (n,)}."
+    K = getattr(model, 'label_dim', 0) or 0
+    if not K:
+        if classes is not None: raise ValueError("this model is unconditional (trained without labels): it takes no class")
+        return {}
+    y = torch.randint(K, (n,), generator=torch.Generator().manual_seed(seed)) if classes is None else torch.as_tensor(classes).long().flatten()
+    if len(y) != n: raise ValueError(f"need one class per sample: {n} samples, {len(y)} classes")
+    if y.min() < 0 or y.max() >= K: raise ValueError(f"classes must lie in 0..{K - 1} for this model, got {sorted(set(y.tolist()))}")
+    return {'class_labels': y.to(_device_of(model))}

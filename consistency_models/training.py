@@ -24,7 +24,7 @@ from .data import load_dataset
 from .config import Config, ModelConfig, ObjectiveConfig, config_to_dict, validate_config, resume_config
 from .checkpoints import (NonFiniteError, save_checkpoint, read_weights, read_state, weights_path, load_weights,
     load_model, remove_leftovers, file_crc32, read_run_config, read_log, check_run_dir, RunLock, RunFolderError)
-from .sampling import sample_figure, plot_losses
+from .sampling import sample_figure, plot_losses, label_kwargs
 
 # %% ../nbs/11_training.ipynb #f02f8133
 def learning_rate(nimg:int,            # images seen so far
@@ -123,9 +123,11 @@ def build_model(mc:ModelConfig,      # the model section of a config
     kind = network_presets[mc.network]['kind']
     dims = dict(dim=shape[0]) if kind == 'mlp' else dict(img_resolution=shape[-1], in_channels=shape[0])
     drop = {} if mc.dropout is None else dict(dropout=mc.dropout)
-    net = build_network(mc.network, **dims, **drop, **mc.net_kwargs)
+    net = build_network(mc.network, **dims, **drop, label_dim=mc.label_dim, **mc.net_kwargs)
     sd = mc.sigma_data if mc.sigma_data is not None else sigma_data
-    return ConsistencyModel(net, sigma_data=float(sd), sigma_min=mc.sigma_min)
+    model = ConsistencyModel(net, sigma_data=float(sd), sigma_min=mc.sigma_min)
+    model.label_dim = mc.label_dim  # classes it is conditioned on (0: none), for samplers
+    return model
 
 # %% ../nbs/11_training.ipynb #125cd171
 def _start_path(path:str, key:str): # a run folder or weights file that a config names, and the key naming it
@@ -182,7 +184,7 @@ class Trainer:
                              f"(world size {self.dist.world_size} × data.accum {c.data.accum})")
         self.data = data if data is not None else load_dataset(c.data.name, root=c.data.root, size=c.data.size,
                                                                 download=c.data.download)
-        self.x = self.data.x.to(self.device)
+        self.x, self.y = self.data.x.to(self.device), self._labels()
         self.total_steps = math.ceil(c.run.total_nimg / c.data.batch_size)
         self.curriculum_steps = math.ceil((c.objective.curriculum_nimg or c.run.total_nimg) / c.data.batch_size)
         self._build()
@@ -197,6 +199,16 @@ class Trainer:
         "Zero the sums that a log record averages over."
         self._loss_sum, self._loss_n, self._skipped, self._norm, self.lr = 0., 0, 0, None, None
         self._t0, self._t_step = time.perf_counter(), getattr(self, 'step', 0)
+
+# %% ../nbs/11_training.ipynb #5a1be150
+@patch
+def _labels(self:Trainer):
+    "The data's labels on the device for a class-conditional model (None for an unconditional one); one line if they cannot serve."
+    K, y, name = self.cfg.model.label_dim, self.data.labels, self.data.name or self.cfg.data.name
+    if not K: return None
+    if y is None: raise ValueError(f"model.label_dim={K} needs labelled data, and {name} has no labels")
+    if y.min() < 0 or y.max() >= K: raise ValueError(f"model.label_dim={K}, but the labels of {name} run from {y.min()} to {y.max()}")
+    return y.long().to(self.device)
 
 # %% ../nbs/11_training.ipynb #dd565926
 @patch
@@ -244,28 +256,44 @@ def _wrap(self:Trainer):
 
 # %% ../nbs/11_training.ipynb #cad38a0b
 @patch
-def get_batch(self:Trainer, step:int, shard:int):
-    "The clean samples of micro-batch `shard` of step `step`: its slice of the global batch."
+def _batch_index(self:Trainer, step:int, shard:int):
+    "Indices into the data of micro-batch `shard` of step `step`: its slice of the global batch."
     idx = step_indices(step, len(self.x), self.cfg.data.batch_size, self.cfg.run.seed)
     mb = len(idx) // self.n_shards
-    return self.x[idx[shard * mb:(shard + 1) * mb].to(self.device, non_blocking=True)]
+    return idx[shard * mb:(shard + 1) * mb].to(self.device, non_blocking=True)
 
+@patch
+def get_batch(self:Trainer, step:int, shard:int):
+    "The clean samples of micro-batch `shard` of step `step`."
+    return self.x[self._batch_index(step, shard)]
+
+@patch
+def batch_kwargs(self:Trainer, step:int, shard:int):
+    "The network's other inputs for that micro-batch: one-hot labels, each dropped to 'no label' (zeros) at rate model.label_dropout."
+    c = self.cfg
+    if self.y is None: return {}
+    y = torch.nn.functional.one_hot(self.y[self._batch_index(step, shard)], c.model.label_dim).float()
+    u = torch.rand(c.data.batch_size, generator=torch.Generator().manual_seed(mix_seed(c.run.seed, step, 3)))  # the global batch's draws
+    keep = u[shard * len(y):(shard + 1) * len(y)] >= c.model.label_dropout
+    return {'class_labels': y * keep.to(y)[:, None]}
+
+# %% ../nbs/11_training.ipynb #cad38a0c
 @patch
 def _forward_backward(self:Trainer, step:int):
     "Loss and gradients of this process's micro-batches at `step`; returns the mean loss (a device scalar)."
     c, accum, total = self.cfg, self.cfg.data.accum, 0.
     for a in range(accum):
         shard = self.dist.rank * accum + a
-        x0 = self.get_batch(step, shard)
+        x0, kw = self.get_batch(step, shard), self.batch_kwargs(step, shard)
         noise = lambda: BatchSlice(self.gen.manual_seed(mix_seed(c.run.seed, step, 1)),  # the step's noise, drawn for the
                                    shard * len(x0), c.data.batch_size)              # whole batch; this micro-batch keeps its rows
         torch.manual_seed(mix_seed(c.run.seed, step, shard, 2))     # its dropout masks
         sync = self.ddp.no_sync() if self.ddp is not None and a < accum - 1 else nullcontext()
         with sync:
             with self.autocast():
-                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target_net, generator=noise())
+                try: per_sample, self.info = self.objective(self.net, x0, step, target=self.target_net, generator=noise(), **kw)
                 except NonFiniteInputError:  # a corrupt batch: poison the step, so every process skips it together
-                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target_net, generator=noise())
+                    per_sample, self.info = self.objective(self.net, torch.nan_to_num(x0), step, target=self.target_net, generator=noise(), **kw)
                     per_sample = per_sample * float('nan')
             loss = per_sample.float().mean() / accum
             (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -384,8 +412,10 @@ def write_figures(self:Trainer):
     "Redraw RUN/loss.png and write RUN/samples_<kimg>k.png (process 0 only)."
     if not self.is_main: return
     plot_losses(read_log(self.run_dir), title=self.run_dir.name).savefig(self.run_dir / 'loss.png', dpi=100)
-    f = sample_figure(self.ema, self.data.shape, self.cfg.run.sample_n, self.cfg.run.seed, self.cfg.run.sigma_mid,
-                      data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images')
+    n, K = self.cfg.run.sample_n, self.cfg.model.label_dim
+    f = sample_figure(self.ema, self.data.shape, n, self.cfg.run.seed, self.cfg.run.sigma_mid,
+                      data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images',
+                      **label_kwargs(self.ema, n, torch.arange(n) % K if K else None))  # a conditional model: classes in turn
     f.savefig(self.run_dir / f'samples_{self.nimg // 1000:07d}k.png', dpi=100)
 
 # %% ../nbs/11_training.ipynb #88cd2591

@@ -231,6 +231,21 @@ def test_disk_full_while_checkpointing(tmp_path):
 
 # ------------------------------------------------------------------ cm-sample
 
+COND = Path(__file__).resolve().parent.parent / 'nbs' / 'models' / 'digits_cond'  # a kept class-conditional digits model
+
+def test_sample_classes(tmp_path):
+    "--class: every sample of the class asked for, a list taken in turn, or a row per class."
+    for spec, n, kept in (('3', 6, 6), ('1,4', 6, 6), ('all', 25, 20)):   # 'all': 25 // 10 = 2 of each class
+        r = run([*command('cm-sample'), '--ckpt', str(COND), '--n', str(n), '--class', spec, '--out', str(tmp_path / f'{spec}.npz')])
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert np.load(tmp_path / f'{spec}.npz')['samples'].shape == (kept, 1, 8, 8)
+    r = run([*command('cm-sample'), '--ckpt', str(COND), '--class', 'all', '--out', str(tmp_path / 'all.png')])
+    assert r.returncode == 0 and (tmp_path / 'all.png').stat().st_size > 0, r.stderr[-2000:]
+    r = run([*command('cm-sample'), '--ckpt', str(COND.parent / 'digits_edm_cond'), '--class', '3', '--guidance', '2', '--steps', '9',
+             '--n', '4', '--out', str(tmp_path / 'guided.npz')])
+    assert r.returncode == 0 and 'guidance w = 2.0' in r.stdout, r.stderr[-2000:]
+    assert np.load(tmp_path / 'guided.npz')['samples'].shape == (4, 1, 8, 8)
+
 @pytest.mark.parametrize('args, says', [
     ([], '--ckpt is required'),
     (['--ckpt', '{tmp}/missing'], 'does not exist'),
@@ -245,6 +260,13 @@ def test_disk_full_while_checkpointing(tmp_path):
     (['--ckpt', '{tmp}/plain.safetensors'], 'not a consistency_models checkpoint'),
     (['--ckpt', '{tmp}/other.safetensors'], 'in the file but'),
     (['--ckpt', '{run}', '--out', '{tmp}/exists.png'], '--overwrite'),
+    (['--ckpt', '{run}', '--class', '3'], 'this model is unconditional'),
+    (['--ckpt', '{cond}', '--class', '10'], "10 is not a class of this model (0..9)"),
+    (['--ckpt', '{cond}', '--class', 'three'], "expected a class, a list like 1,4,7, or 'all'"),
+    (['--ckpt', '{cond}', '--class', ','], "',' is not a class of this model"),
+    (['--ckpt', '{run}', '--guidance', '1'], 'needs a class-conditional run'),
+    (['--ckpt', '{cond}', '--guidance', '1'], 'needs an EDM run'),
+    (['--ckpt', '{cond}', '--guidance', '-1'], '--guidance must be >= 0'),
 ])
 def test_sample_bad_options_and_files(toy_run, tmp_path, args, says):
     from safetensors.torch import save_file, load_file
@@ -256,7 +278,7 @@ def test_sample_bad_options_and_files(toy_run, tmp_path, args, says):
     cfg = json.loads(meta['config']); cfg['model']['net_kwargs'] = {'hidden': 32}  # another network than the tensors'
     save_file(load_file(str(w)), str(tmp_path / 'other.safetensors'), metadata={**meta, 'config': json.dumps(cfg)})
     (tmp_path / 'exists.png').write_bytes(b'precious')
-    expect([*command('cm-sample'), '--out', str(tmp_path / 'out.png'), *[a.format(tmp=tmp_path, run=toy_run) for a in args]],
+    expect([*command('cm-sample'), '--out', str(tmp_path / 'out.png'), *[a.format(tmp=tmp_path, run=toy_run, cond=COND) for a in args]],
            2, says, tmp_path, toy_run)
 
 def test_sample_cuda_without_a_gpu(toy_run, tmp_path):

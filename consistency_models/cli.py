@@ -182,13 +182,15 @@ def _parse_classes(spec:str, n:int, label_dim:int): # --class, --n, the model's 
     return torch.tensor(v).repeat(math.ceil(n / len(v)))[:n], None
 
 def _guided(model, w:float): # a loaded model, the --guidance weight
-    "The model under classifier-free guidance of weight w (chapter 15), or one line saying why it cannot be guided."
+    "(model, keyword arguments) that sample at guidance weight w (chapter 15), or one line saying why this model cannot."
     from consistency_models.guidance import Guided
     from consistency_models.sampling import is_denoiser
     if not (w >= 0 and math.isfinite(w)): raise CLIError(f"--guidance must be >= 0, got {w}")
     if not getattr(model, 'label_dim', 0): raise CLIError("--guidance needs a class-conditional run (trained with model.label_dim > 0)")
-    if not is_denoiser(model): raise CLIError("--guidance needs an EDM run: a consistency model learns guidance only by guided distillation")
-    return Guided(model, w)
+    if getattr(model, 'guidance', False): return model, {'guidance': w}  # a guided-distillation student takes w as an input
+    if not is_denoiser(model): raise CLIError("--guidance needs an EDM run or a guided-distillation student; this consistency "
+                                              "model was trained without a w input (model.guidance=false)")
+    return Guided(model, w), {}
 
 # %% ../nbs/16_cli.ipynb #f64b6c20
 def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or a .safetensors file (required)
@@ -198,7 +200,7 @@ def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or
               seed:int=0,              # seed of the noise
               sigma_mid:float=None,    # smallest re-noising level when steps >= 2 (default: the run's level from cm-eval --sigma-mid auto, else 0.821)
               class_:str=None,         # a class-conditional run: the class of every sample, a list like 1,4,7 (in turn), or 'all' (a row per class)
-              guidance:float=None,     # a class-conditional EDM run: classifier-free guidance weight w (0: none)
+              guidance:float=None,     # guidance weight w: of a class-conditional EDM run, or the one a guided-distillation student imitates (default 0)
               device:str='auto',       # 'auto', 'cpu', 'cuda', ...
               overwrite:bool=False):   # replace `out` if it exists
     "Sample a trained model into a PNG grid or an .npz array (an EDM run with its Heun sampler)."
@@ -212,10 +214,10 @@ def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or
     model = load_model(_check_ckpt(ckpt), device=(dev := resolve_device(device)))
     sm = run_sigma_mid(ckpt) if sigma_mid is None else sigma_mid
     classes, ncol = _parse_classes(class_, n, getattr(model, 'label_dim', 0))
-    if guidance is not None: model = _guided(model, guidance)
+    model, extra = (model, {}) if guidance is None else _guided(model, guidance)
     n = n if classes is None else len(classes)
     x = generate(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), dev, sigma_mid=sm,
-                 **label_kwargs(model, n, classes, seed))
+                 **label_kwargs(model, n, classes, seed), **extra)
     save_samples(x, out, ncol)
     how = f"EDM Heun, {steps or 35} evaluations" if is_denoiser(model) else f"{steps or 1} step{'s' * ((steps or 1) > 1)}"
     print(f"wrote {n} samples ({how}{'' if guidance is None else f', guidance w = {guidance}'}) to {out}")

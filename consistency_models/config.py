@@ -26,6 +26,7 @@ class ModelConfig:
     init_from:str|None=None       # run folder or .safetensors whose EMA weights start the model
     label_dim:int=0               # classes the network is conditioned on (0: unconditional); the data's labels lie in 0..label_dim-1
     label_dropout:float=0.        # share of training labels replaced by "no label" (classifier-free guidance needs some)
+    guidance:bool=False           # the network also takes a guidance weight w (a guided-distillation student, objective.cd.w_max > 0)
 
 # %% ../nbs/09_config.ipynb #78ca569d
 @dataclass
@@ -63,6 +64,9 @@ class CDConfig:
     num_scales:int=18             # N, the fixed number of levels
     mu:float=0.95                 # EMA decay of the target
     solver:str='heun'             # 'heun' or 'euler' teacher step
+    skip:int=1                    # k: pairs (σ_{n+k}, σ_n), one teacher step apart (LCM's skipping step)
+    w_min:float=0.                # guided distillation: w ~ U[w_min, w_max] per sample ...
+    w_max:float=0.                # ... (w_max = 0: plain CD; > 0 needs a class-conditional teacher and model.guidance)
 
 @dataclass
 class EDMConfig:
@@ -264,35 +268,36 @@ def apply_overrides(config:Config,  # the config to start from (not modified)
 
 # %% ../nbs/09_config.ipynb #a9de8e81
 PRESET_TABLE = """
-preset            data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from         extra
-digits            digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
-digits_long       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     204.8k  0       6400   -             0.1      -          -                 run.threads=1
-digits_edm        digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                 run.threads=1
-digits_cd         digits       -     unet_tiny       0        cd         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1 objective.cd.teacher=runs/digits_edm
-digits_ct         digits       -     unet_tiny       0        ct         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
-digits_ict        digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
-digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1
-digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm   run.threads=1
-digits_rgb        digits_rgb   -     unet_tiny       0        ict        radam      2e-3  -         64     102.4k  0       6400   -             0.1      -          -                 run.threads=1
-digits_cond       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                 run.threads=1 model.label_dim=10 model.label_dropout=0.1
-digits_edm_cond   digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                 run.threads=1 model.label_dim=10 model.label_dropout=0.1
-fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
-fmnist_edm        fmnist       32    unet_small      0        edm        radam      2e-3  -         64     25.6k   0       6400   -             0.1      0          -                 data.download=true
-fmnist_cd         fmnist       32    unet_small      0        cd         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true objective.cd.teacher=runs/fmnist_edm
-fmnist_ct         fmnist       32    unet_small      0        ct         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
-fmnist_ict        fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
-fmnist_ect        fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                 data.download=true
-fmnist_ect_tuned  fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          runs/fmnist_edm   data.download=true
-toy2d             toy2d:moons  -     mlp2d           -        ect        adam       1e-3  -         256    512k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
-toy_edm           toy2d:ring   -     mlp2d           -        edm        adam       1e-3  -         256    256k    0       50k    -             0.1      0          -                 run.threads=1 run.sample_n=2000
-toy_cd            toy2d:ring   -     mlp2d           -        cd         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000 objective.cd.teacher=runs/toy_edm
-toy_ct            toy2d:ring   -     mlp2d           -        ct         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
-toy_ict           toy2d:ring   -     mlp2d           -        ict        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
-toy_ect           toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                 run.threads=1 run.sample_n=2000
-toy_ect_tuned     toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          runs/toy_edm      run.threads=1 run.sample_n=2000
-cifar10_edm       cifar10      -     cifar10_ddpmpp  0.13     edm        adam       1e-3  -         512    200M    10M     0      500k          0        0          -                 run.log_nimg=100k run.snapshot_nimg=20M
-cifar10_ict       cifar10      -     cifar10_ddpmpp  0.3      ict        radam      1e-4  -         1024   409.6M  0       0      10.14M        0        -          -                 run.log_nimg=100k run.snapshot_nimg=20M model.net_kwargs={'embedding':'fourier','fourier_scale':0.02}
-cifar10_ect       cifar10      -     cifar10_ddpmpp  0.2      ect        radam      1e-4  0.9,0.99  128    51.2M   0       0      887k          0        -          runs/cifar10_edm  run.log_nimg=100k run.snapshot_nimg=20M
+preset            data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from             extra
+digits            digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
+digits_long       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     204.8k  0       6400   -             0.1      -          -                     run.threads=1
+digits_edm        digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                     run.threads=1
+digits_cd         digits       -     unet_tiny       0        cd         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1 objective.cd.teacher=runs/digits_edm
+digits_ct         digits       -     unet_tiny       0        ct         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
+digits_ict        digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
+digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
+digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm       run.threads=1
+digits_rgb        digits_rgb   -     unet_tiny       0        ict        radam      2e-3  -         64     102.4k  0       6400   -             0.1      -          -                     run.threads=1
+digits_cond       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1 model.label_dim=10 model.label_dropout=0.1
+digits_edm_cond   digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                     run.threads=1 model.label_dim=10 model.label_dropout=0.1
+digits_gcd        digits       -     unet_tiny       0        cd         radam      2e-3  -         64     153.6k  0       6400   -             0.1      -          runs/digits_edm_cond  run.threads=1 model.label_dim=10 model.guidance=true objective.cd.teacher=runs/digits_edm_cond objective.cd.w_max=4
+fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                     data.download=true
+fmnist_edm        fmnist       32    unet_small      0        edm        radam      2e-3  -         64     25.6k   0       6400   -             0.1      0          -                     data.download=true
+fmnist_cd         fmnist       32    unet_small      0        cd         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                     data.download=true objective.cd.teacher=runs/fmnist_edm
+fmnist_ct         fmnist       32    unet_small      0        ct         radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                     data.download=true
+fmnist_ict        fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                     data.download=true
+fmnist_ect        fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          -                     data.download=true
+fmnist_ect_tuned  fmnist       32    unet_small      0        ect        radam      2e-3  -         64     25.6k   0       6400   -             0.1      -          runs/fmnist_edm       data.download=true
+toy2d             toy2d:moons  -     mlp2d           -        ect        adam       1e-3  -         256    512k    0       50k    -             0.1      -          -                     run.threads=1 run.sample_n=2000
+toy_edm           toy2d:ring   -     mlp2d           -        edm        adam       1e-3  -         256    256k    0       50k    -             0.1      0          -                     run.threads=1 run.sample_n=2000
+toy_cd            toy2d:ring   -     mlp2d           -        cd         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                     run.threads=1 run.sample_n=2000 objective.cd.teacher=runs/toy_edm
+toy_ct            toy2d:ring   -     mlp2d           -        ct         adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                     run.threads=1 run.sample_n=2000
+toy_ict           toy2d:ring   -     mlp2d           -        ict        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                     run.threads=1 run.sample_n=2000
+toy_ect           toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          -                     run.threads=1 run.sample_n=2000
+toy_ect_tuned     toy2d:ring   -     mlp2d           -        ect        adam       1e-3  -         256    256k    0       50k    -             0.1      -          runs/toy_edm          run.threads=1 run.sample_n=2000
+cifar10_edm       cifar10      -     cifar10_ddpmpp  0.13     edm        adam       1e-3  -         512    200M    10M     0      500k          0        0          -                     run.log_nimg=100k run.snapshot_nimg=20M
+cifar10_ict       cifar10      -     cifar10_ddpmpp  0.3      ict        radam      1e-4  -         1024   409.6M  0       0      10.14M        0        -          -                     run.log_nimg=100k run.snapshot_nimg=20M model.net_kwargs={'embedding':'fourier','fourier_scale':0.02}
+cifar10_ect       cifar10      -     cifar10_ddpmpp  0.2      ect        radam      1e-4  0.9,0.99  128    51.2M   0       0      887k          0        -          runs/cifar10_edm      run.log_nimg=100k run.snapshot_nimg=20M
 """
 PRESET_COLUMNS = dict(data='data.name', size='data.size', network='model.network', dropout='model.dropout',
                       objective='objective.name', optimizer='optimizer.name', lr='optimizer.lr', betas='optimizer.betas',
@@ -337,15 +342,28 @@ def _model_problems(m:ModelConfig): # the model section
     from consistency_models.networks import network_presets
     net_ok = m.network in network_presets
     bad_kw = [k for k in m.net_kwargs if net_ok and k not in _net_arguments(m.network)]
-    fixed = sorted(set(m.net_kwargs) & {'dim', 'img_resolution', 'in_channels', 'dropout', 'label_dim'})
+    fixed = sorted(set(m.net_kwargs) & {'dim', 'img_resolution', 'in_channels', 'dropout', 'label_dim', 'guidance'})
     yield net_ok, f"model.network={m.network!r} is not a network preset; choose one of {', '.join(network_presets)}"
     yield not bad_kw, f"model.net_kwargs: {bad_kw[0] if bad_kw else ''!r} is not an argument of network {m.network!r}; it takes {', '.join(_net_arguments(m.network)) if net_ok else ''}"
-    yield not fixed, f"model.net_kwargs: {fixed[0] if fixed else ''!r} is set from the data (dropout, label_dim: by model.dropout, model.label_dim), not in net_kwargs"
+    yield not fixed, f"model.net_kwargs: {fixed[0] if fixed else ''!r} is set from the data (dropout, label_dim, guidance: by model.dropout, model.label_dim, model.guidance), not in net_kwargs"
     yield m.dropout is None or 0 <= m.dropout < 1, f"model.dropout={m.dropout} must lie in [0, 1)"
     yield m.sigma_min >= 0 and (m.sigma_data is None or m.sigma_data > 0), "model.sigma_min must be >= 0 and model.sigma_data > 0"
     yield type(m.label_dim) is int and m.label_dim >= 0, f"model.label_dim={m.label_dim!r} must be a whole number >= 0 (0: unconditional)"
     yield 0 <= m.label_dropout < 1 and (m.label_dropout == 0 or m.label_dim > 0), \
         f"model.label_dropout={m.label_dropout} must lie in [0, 1), and be 0 unless model.label_dim > 0"
+
+# %% ../nbs/09_config.ipynb #4598eae3
+def _cd_problems(c:Config): # the config
+    "(ok, message) for each check of the cd section, guided distillation included."
+    o = c.objective
+    yield o.name != 'cd' or o.cd.teacher, "objective.cd.teacher must name the run folder of a trained EDM denoiser"
+    yield o.cd.solver in ('heun', 'euler'), f"objective.cd.solver={o.cd.solver!r} is not 'heun' or 'euler'"
+    yield 1 <= o.cd.skip < o.cd.num_scales, f"objective.cd.skip={o.cd.skip} must lie in 1..objective.cd.num_scales-1 = {o.cd.num_scales - 1}"
+    yield 0 <= o.cd.w_min <= o.cd.w_max, f"objective.cd: need 0 <= w_min <= w_max, got w_min={o.cd.w_min}, w_max={o.cd.w_max}"
+    yield o.cd.w_max == 0 or (o.name == 'cd' and c.model.guidance and c.model.label_dim > 0), \
+        "objective.cd.w_max > 0 (guided distillation) needs objective.name=cd, model.guidance=true and model.label_dim > 0"
+    yield not c.model.guidance or o.cd.w_max > 0, \
+        "model.guidance=true adds a w input that only guided distillation trains: set objective.name=cd and objective.cd.w_max > 0"
 
 # %% ../nbs/09_config.ipynb #4598eae4
 def _training_problems(c:Config, data_name:bool): # the config, and whether data.name must name a data set
@@ -359,8 +377,7 @@ def _training_problems(c:Config, data_name:bool): # the config, and whether data
     yield o.weighting is None or o.weighting in WEIGHTINGS, f"objective.weighting={o.weighting!r} is not one of {', '.join(WEIGHTINGS)}"
     yield o.name != 'ect' or o.metric == o.weighting == None, "objective.metric and objective.weighting do not apply to ect: its loss is pseudo-Huber with the adaptive weighting (set objective.ect.c)"
     yield o.name != 'edm' or o.weighting is None, "objective.weighting does not apply to edm: its weighting is EDM's λ(σ)"
-    yield o.name != 'cd' or o.cd.teacher, "objective.cd.teacher must name the run folder of a trained EDM denoiser"
-    yield o.cd.solver in ('heun', 'euler'), f"objective.cd.solver={o.cd.solver!r} is not 'heun' or 'euler'"
+    yield from _cd_problems(c)
     yield (o.curriculum_nimg or 1) >= 1, f"objective.curriculum_nimg={o.curriculum_nimg} must be >= 1 (or none)"
     yield c.optimizer.name in ('adam', 'radam', 'adamw'), f"optimizer.name={c.optimizer.name!r} is not one of adam, radam, adamw"
     yield c.optimizer.lr > 0 and c.optimizer.eps > 0 and c.optimizer.grad_clip >= 0, "optimizer.lr and optimizer.eps must be > 0, optimizer.grad_clip >= 0"

@@ -84,7 +84,7 @@ def pixels(channels:int): # image channels C
 def inpaint(y:torch.Tensor,      # images (B, C, H, W), or points (B, d)
             fill:torch.Tensor):  # bool mask broadcastable to y: True where the model fills in
     "Inpainting: A = I, Ω the pixels to fill."
-    A = pixels(y.shape[1]) if y.ndim == 4 else Transform(torch.eye(y.shape[1]))
+    A = pixels(y.shape[1])  # the identity on C channels, or on d coordinates for points
     return Edit(A, fill.to(torch.bool).expand_as(y), y)
 
 # %% ../nbs/14_editing.ipynb #4543f7ff

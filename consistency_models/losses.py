@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['METRICS', 'WEIGHTINGS', 'squared_l2', 'l1', 'pseudo_huber', 'lpips_metric', 'uniform_weight', 'gap_weight',
            'edm_weight', 'get_metric', 'get_weighting', 'adaptive_weight', 'student_and_target', 'noise_like',
-           'consistency_pair', 'NonFiniteInputError', 'ConsistencyTraining', 'ImprovedCT', 'EasyCT',
+           'consistency_pair', 'NonFiniteInputError', 'ConsistencyTraining', 'ImprovedCT', 'EasyCT', 'sample_guidance',
            'ConsistencyDistillation', 'EDMDenoising', 'energy_distance']
 
 # %% ../nbs/06_losses.ipynb #08bb0986
@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr
-from .pf_ode import karras_sigmas, expand_sigma, heun_step, randn
+from .pf_ode import karras_sigmas, expand_sigma, heun_step, randn, draw_rows
 from .curricula import (ct_num_scales, ct_ema_decay, ict_num_scales, ect_stage,
                                           sample_uniform_index, sample_lognormal_index, sample_ect_t_r,
-                                          sample_lognormal_sigma)
+                                          sample_lognormal_sigma, _generator_device)
 
 # %% ../nbs/06_losses.ipynb #c602a519
 def _flat_diff(x, y):
@@ -182,10 +182,10 @@ def _check_finite(obj, x:torch.Tensor):
     if bad: raise NonFiniteInputError(f"{type(obj).__name__}: the input batch has {bad} non-finite values (of {x.numel()})")
 
 # %% ../nbs/06_losses.ipynb #c45aad9d
-def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor):
-    "Levels (t, r) = (σ_{n+1}, σ_n) of pair indices n, in x's dtype and on its device."
+def _grid_pair(sigmas:torch.Tensor, n:torch.Tensor, x:torch.Tensor, skip:int=1):
+    "Levels (t, r) = (σ_{n+k}, σ_n) of pair indices n (k = `skip`), in x's dtype and on its device."
     sigmas = sigmas.to(device=n.device, dtype=x.dtype)  # the indices may live on a GPU generator's device
-    return sigmas[n + 1].to(x.device), sigmas[n].to(x.device)
+    return sigmas[n + skip].to(x.device), sigmas[n].to(x.device)
 
 # %% ../nbs/06_losses.ipynb #16d549ef
 class ConsistencyTraining:
@@ -245,9 +245,19 @@ class EasyCT:
         f_t, f_r = consistency_pair(model, x0, t, r, None, generator, self.skip_r0, **kwargs)  # θ⁻ = θ, target x0 where r = 0
         return gap_weight(t, r) * pseudo_huber(f_t, f_r, self.c), dict(stage=stage, frac_r0=(r == 0).float().mean())
 
+# %% ../nbs/06_losses.ipynb #53bf781b
+def sample_guidance(batch:int,             # weights to draw
+                    generator=None,        # a torch.Generator, a BatchSlice, or None
+                    w_min:float=0., w_max:float=1., # the range
+                    like:torch.Tensor=None): # a tensor whose dtype and device the weights take
+    "Guidance weights w ~ U[w_min, w_max], one per sample (Luo et al. 2023, Algorithm 1)."
+    u = draw_rows(lambda n, g: torch.rand(n, generator=g, device=_generator_device(g)), batch, generator)
+    w = w_min + (w_max - w_min) * u
+    return w if like is None else w.to(dtype=like.dtype, device=like.device)
+
 # %% ../nbs/06_losses.ipynb #1742d627
 class ConsistencyDistillation:
-    "Consistency distillation (Song et al. 2023, Alg. 2): a teacher's ODE step makes the pair, EMA target."
+    "Consistency distillation (Song et al. 2023, Alg. 2): a teacher's ODE step makes the pair, EMA target; guided as in LCM."
     needs_target = True
     def __init__(self, teacher,               # denoiser D_φ(x, σ), e.g. a ConsistencyModel with sigma_min=0
                  num_scales:int=18,           # N, fixed
@@ -255,14 +265,20 @@ class ConsistencyDistillation:
                  solver=heun_step,            # heun_step or euler_step (chapter 00)
                  metric=squared_l2,           # d(x, y) -> (B,), or its name (get_metric)
                  weighting=uniform_weight,    # λ(t, r) -> (B,), or its name (get_weighting)
-                 sigma_min:float=0.002, sigma_max:float=80., rho:float=7.): # Karras grid
+                 sigma_min:float=0.002, sigma_max:float=80., rho:float=7., # Karras grid
+                 skip:int=1,                  # k: the pair is (σ_{n+k}, σ_n), one solver step apart (LCM's skipping step)
+                 w_min:float=0., w_max:float=0.): # w ~ U[w_min, w_max] per sample, passed as `guidance=` (0, 0: none)
         store_attr(); self.metric, self.weighting = get_metric(metric), get_weighting(weighting)
+        if not 1 <= skip < num_scales: raise ValueError(f"skip={skip} must lie in 1..num_scales-1 = {num_scales - 1}")
+        if not 0 <= w_min <= w_max < math.inf: raise ValueError(f"need 0 <= w_min <= w_max, got {w_min}, {w_max}")
     def target_decay(self, step:int): return self.mu
     def __call__(self, model, x0:torch.Tensor, step:int, target=None, generator=None, **kwargs):
         _check_finite(self, x0)
         sigmas = karras_sigmas(self.num_scales, self.sigma_min, self.sigma_max, self.rho)
-        t, r = _grid_pair(sigmas, sample_uniform_index(self.num_scales, len(x0), generator), x0)
+        n = sample_uniform_index(self.num_scales - self.skip + 1, len(x0), generator)  # n ∈ {0, …, N−1−k}
+        t, r = _grid_pair(sigmas, n, x0, self.skip)
         x_t = x0 + expand_sigma(t, x0) * noise_like(x0, generator)
+        if self.w_max > 0: kwargs = dict(kwargs, guidance=sample_guidance(len(x0), generator, self.w_min, self.w_max, x0))
         with torch.no_grad(): x_r = self.solver(lambda x, s: self.teacher(x, s, **kwargs), x_t, t, r)
         f_t, f_r = student_and_target(model, x_t, t, x_r, r, target, **kwargs)
         return self.weighting(t, r) * self.metric(f_t, f_r), dict(num_scales=self.num_scales, target_decay=self.mu)

@@ -46,26 +46,36 @@ class NoiseEmbedding(nn.Module):
                  emb_channels:int,              # width of the output (EDM: 4x the base width)
                  embedding:str='positional',    # 'positional' (DDPM++) or 'fourier' (NCSN++)
                  fourier_scale:float=16.,       # frequency scale s of the Fourier features
-                 label_dim:int=0):              # number of classes (0: unconditional)
+                 label_dim:int=0,               # number of classes (0: unconditional)
+                 guidance:bool=False):          # also embed a guidance weight w (a guided-distillation student)
         super().__init__()
         if embedding not in ('positional', 'fourier'):
             raise ValueError(f"embedding must be 'positional' or 'fourier', got {embedding!r}")
         self.noise = PositionalEmbedding(noise_channels) if embedding == 'positional' else FourierEmbedding(noise_channels, fourier_scale)
         self.label_dim = label_dim
         self.label = nn.Linear(label_dim, noise_channels, bias=False) if label_dim else None
+        self.guide = nn.Sequential(PositionalEmbedding(noise_channels), nn.Linear(noise_channels, noise_channels, bias=False)) if guidance else None
+        if guidance: nn.init.zeros_(self.guide[1].weight)  # a new w input starts switched off
         self.mlp = nn.Sequential(nn.Linear(noise_channels, emb_channels), nn.SiLU(),
                                  nn.Linear(emb_channels, emb_channels), nn.SiLU())
 
-    def forward(self, noise_labels:torch.Tensor, # (B,) c_noise(σ)
-                class_labels=None):              # None, integer (B,) or one-hot/float (B, label_dim)
-        w = self.mlp[0].weight
-        e = self.noise(noise_labels.to(w.dtype))
-        if self.label is not None:
-            y = class_labels
-            if y is None: y = e.new_zeros(e.shape[0], self.label_dim)
-            elif not y.is_floating_point(): y = F.one_hot(y.long(), self.label_dim)
-            e = e + self.label(y.to(w.dtype) * math.sqrt(self.label_dim))
-        return self.mlp(e)
+# %% ../nbs/07_networks.ipynb #ebd822c9f
+@patch
+def forward(self:NoiseEmbedding, noise_labels:torch.Tensor, # (B,) c_noise(σ)
+            class_labels=None,               # None, integer (B,) or one-hot/float (B, label_dim)
+            guidance=None):                  # None (w = 0), a float, or a weight per sample (B,)
+    "The conditioning vector: noise embedding, plus the label's and w's embeddings when the network takes them."
+    w = self.mlp[0].weight
+    e = self.noise(noise_labels.to(w.dtype))
+    if self.label is not None:
+        y = class_labels
+        if y is None: y = e.new_zeros(e.shape[0], self.label_dim)
+        elif not y.is_floating_point(): y = F.one_hot(y.long(), self.label_dim)
+        e = e + self.label(y.to(w.dtype) * math.sqrt(self.label_dim))
+    if self.guide is not None:
+        g = torch.as_tensor(0. if guidance is None else guidance, dtype=w.dtype, device=e.device)
+        e = e + self.guide(g.reshape(-1).expand(e.shape[0]))
+    return self.mlp(e)
 
 # %% ../nbs/07_networks.ipynb #5f600d0e
 class MLPBlock(nn.Module):
@@ -91,16 +101,17 @@ class MLP(nn.Module):
                  dropout:float=0.,         # dropout inside each block
                  embedding:str='positional', # 'positional' or 'fourier'
                  fourier_scale:float=16.,  # scale of the Fourier features
-                 label_dim:int=0):         # number of classes (0: unconditional)
+                 label_dim:int=0,          # number of classes (0: unconditional)
+                 guidance:bool=False):     # take a guidance weight w as an input too
         super().__init__()
-        self.embed = NoiseEmbedding(emb_dim, hidden, embedding, fourier_scale, label_dim)
+        self.embed = NoiseEmbedding(emb_dim, hidden, embedding, fourier_scale, label_dim, guidance)
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(MLPBlock(hidden, dropout) for _ in range(depth))
         self.out_norm, self.out = nn.LayerNorm(hidden), nn.Linear(hidden, dim)
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
 
-    def forward(self, x_in, noise_labels, class_labels=None):
-        emb, h = self.embed(noise_labels, class_labels), self.inp(x_in)
+    def forward(self, x_in, noise_labels, class_labels=None, guidance=None):
+        emb, h = self.embed(noise_labels, class_labels, guidance), self.inp(x_in)
         for block in self.blocks: h = block(h, emb)
         return self.out(F.silu(self.out_norm(h)))
 
@@ -178,6 +189,7 @@ class UNet(nn.Module):
                  embedding:str='positional',    # noise embedding: 'positional' or 'fourier'
                  fourier_scale:float=16.,       # scale of the Fourier features
                  label_dim:int=0,               # number of classes (0: unconditional)
+                 guidance:bool=False,           # take a guidance weight w as an input too
                  channel_mult_emb:int=4,        # conditioning width = model_channels × this
                  adaptive_scale:bool=True,      # scale-shift modulation (False: shift only, as DDPM++)
                  num_heads:int=1):              # attention heads
@@ -185,7 +197,7 @@ class UNet(nn.Module):
         self.img_resolution, self.in_channels = img_resolution, in_channels
         self.out_channels = out_channels or in_channels
         emb_ch = model_channels * channel_mult_emb
-        self.embed = NoiseEmbedding(model_channels, emb_ch, embedding, fourier_scale, label_dim)
+        self.embed = NoiseEmbedding(model_channels, emb_ch, embedding, fourier_scale, label_dim, guidance)
         kw = dict(emb_channels=emb_ch, dropout=dropout, adaptive_scale=adaptive_scale, num_heads=num_heads)
         self.enc, skips = _unet_encoder(img_resolution, in_channels, model_channels, channel_mult, num_blocks, attn_resolutions, kw)
         self.dec = _unet_decoder(img_resolution, model_channels, channel_mult, num_blocks, attn_resolutions, skips, kw)
@@ -225,9 +237,10 @@ def _unet_decoder(res, model_channels, channel_mult, num_blocks, attn_resolution
 @patch
 def forward(self:UNet, x_in:torch.Tensor,  # (B, in_channels, H, W), H and W divisible by 2^(levels-1)
             noise_labels:torch.Tensor,     # (B,) c_noise(σ)
-            class_labels=None):            # None, integer (B,) or (B, label_dim)
+            class_labels=None,             # None, integer (B,) or (B, label_dim)
+            guidance=None):                # None, a float or (B,): the guidance weight of a guided student
     "Encoder, decoder with skips, GN-SiLU-conv head; returns x_in's dtype (also under autocast)."
-    emb, x, skips = self.embed(noise_labels, class_labels), x_in, []
+    emb, x, skips = self.embed(noise_labels, class_labels, guidance), x_in, []
     for name, m in self.enc.items():
         x = m(x) if isinstance(m, nn.Conv2d) else m(x, emb)
         skips.append(x)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'learning_rate', 'std_to_gamma', 'ema_beta', 'mix_seed', 'step_indices', 'DistInfo', 'resolve_device',
-           'init_distributed', 'precision_setup', 'build_model', 'build_objective', 'ema_update', 'Trainer', 'Progress',
-           'train']
+           'init_distributed', 'precision_setup', 'build_model', 'cd_teacher', 'build_objective', 'ema_update',
+           'Trainer', 'Progress', 'train']
 
 # %% ../nbs/11_training.ipynb #ec603e8e
 import copy, functools, inspect, json, math, os, sys, time
@@ -21,7 +21,7 @@ from .pf_ode import BatchSlice
 from .parameterization import ConsistencyModel
 from .losses import NonFiniteInputError
 from .data import load_dataset
-from .config import Config, ModelConfig, ObjectiveConfig, config_to_dict, validate_config, resume_config
+from .config import Config, ModelConfig, ObjectiveConfig, CDConfig, config_to_dict, validate_config, resume_config
 from .checkpoints import (NonFiniteError, save_checkpoint, read_weights, read_state, weights_path, load_weights,
     load_model, remove_leftovers, file_crc32, read_run_config, read_log, check_run_dir, RunLock, RunFolderError)
 from .sampling import sample_figure, plot_losses, label_kwargs
@@ -123,10 +123,10 @@ def build_model(mc:ModelConfig,      # the model section of a config
     kind = network_presets[mc.network]['kind']
     dims = dict(dim=shape[0]) if kind == 'mlp' else dict(img_resolution=shape[-1], in_channels=shape[0])
     drop = {} if mc.dropout is None else dict(dropout=mc.dropout)
-    net = build_network(mc.network, **dims, **drop, label_dim=mc.label_dim, **mc.net_kwargs)
+    net = build_network(mc.network, **dims, **drop, label_dim=mc.label_dim, guidance=mc.guidance, **mc.net_kwargs)
     sd = mc.sigma_data if mc.sigma_data is not None else sigma_data
     model = ConsistencyModel(net, sigma_data=float(sd), sigma_min=mc.sigma_min)
-    model.label_dim = mc.label_dim  # classes it is conditioned on (0: none), for samplers
+    model.label_dim, model.guidance = mc.label_dim, mc.guidance  # its conditioning inputs, for samplers
     return model
 
 # %% ../nbs/11_training.ipynb #125cd171
@@ -135,6 +135,18 @@ def _start_path(path:str, key:str): # a run folder or weights file that a config
     try: return weights_path(path)
     except FileNotFoundError as e: raise FileNotFoundError(f"{key}={path!r}: {e}; train that run first") from None
 
+def cd_teacher(d:CDConfig): # the cd section of a config
+    "The trained EDM denoiser that CD distils; for guided distillation (w_max > 0), under classifier-free guidance (chapter 15)."
+    teacher = load_model(_start_path(d.teacher, 'objective.cd.teacher'))
+    if teacher.sigma_min != 0: raise ValueError(f"objective.cd.teacher={d.teacher!r} is a consistency model (sigma_min "
+                                                f"{teacher.sigma_min}), not an EDM denoiser: train one with objective.name=edm")
+    if d.w_max == 0: return teacher
+    if not teacher.label_dim: raise ValueError(f"objective.cd.w_max={d.w_max}: guided distillation needs a class-conditional "
+                                               f"teacher, and objective.cd.teacher={d.teacher!r} was trained without labels")
+    from consistency_models.guidance import Guided
+    return Guided(teacher, 0.)  # its weight comes with each call: guidance=w, one per sample
+
+# %% ../nbs/11_training.ipynb #125cd171b
 def build_objective(oc:ObjectiveConfig, # the objective section of a config
                     K:int,              # the curricula's length in optimizer steps
                     sigma_data:float):  # the model's σ_d (EDM's weighting uses it)
@@ -147,12 +159,9 @@ def build_objective(oc:ObjectiveConfig, # the objective section of a config
                                               q=e.q, k=e.k, b=e.b, variant=e.variant, c=e.c)
     if oc.name == 'ict': return losses.ImprovedCT(total_steps=K, s0=i.s0, s1=i.s1, p_mean=i.p_mean, p_std=i.p_std, **named)
     if oc.name == 'ct': return losses.ConsistencyTraining(total_steps=K, s0=t.s0, s1=t.s1, mu0=t.mu0, **named)
-    if oc.name == 'cd':
-        teacher = load_model(_start_path(d.teacher, 'objective.cd.teacher'))
-        if teacher.sigma_min != 0: raise ValueError(f"objective.cd.teacher={d.teacher!r} is a consistency model (sigma_min "
-                                                    f"{teacher.sigma_min}), not an EDM denoiser: train one with objective.name=edm")
-        return losses.ConsistencyDistillation(teacher=teacher, num_scales=d.num_scales, mu=d.mu,
-                                              solver=dict(heun=heun_step, euler=euler_step)[d.solver], **named)
+    if oc.name == 'cd': return losses.ConsistencyDistillation(teacher=cd_teacher(d), num_scales=d.num_scales, mu=d.mu,
+                                              solver=dict(heun=heun_step, euler=euler_step)[d.solver], skip=d.skip,
+                                              w_min=d.w_min, w_max=d.w_max, **named)
     if oc.name == 'edm': return losses.EDMDenoising(p_mean=m.p_mean, p_std=m.p_std, sigma_data=sigma_data, **named)
     raise ValueError(f"objective.name={oc.name!r} is not one of ect, ict, ct, cd, edm")
 
@@ -223,16 +232,13 @@ def _build(self:Trainer):
     self.model = build_model(c.model, self.data.shape, self.data.sigma_data).to(dev).train()
     if c.model.init_from:
         src = _start_path(c.model.init_from, 'model.init_from')
-        load_weights(self.model, read_weights(src, 'ema.')[0], src)
+        start, own = read_weights(src, 'ema.')[0], self.model.state_dict()
+        if c.model.guidance: start = {**{k: v for k, v in own.items() if '.embed.guide.' in k}, **start}  # new w input, off
+        load_weights(self.model, start, src)
     self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
     self.objective = build_objective(c.objective, self.curriculum_steps, self.model.sigma_data)
     self.target = copy.deepcopy(self.model).requires_grad_(False) if getattr(self.objective, 'needs_target', False) else None
-    teacher = getattr(self.objective, 'teacher', None)
-    if isinstance(teacher, nn.Module):
-        shape = tuple(getattr(teacher, 'data_shape', self.data.shape))
-        if shape != tuple(self.data.shape):
-            raise ValueError(f"objective.cd.teacher was trained on samples of shape {shape}; these data have {tuple(self.data.shape)}")
-        teacher.to(dev)
+    self._check_teacher()
     self._wrap()
     self.params = [p for p in self.model.parameters() if p.requires_grad]
     o = c.optimizer
@@ -240,6 +246,7 @@ def _build(self:Trainer):
     self.autocast, self.scaler = precision_setup(dev, c.run.precision)
     self.gen = torch.Generator(dev)
 
+# %% ../nbs/11_training.ipynb #dd565926f
 @patch
 def _wrap(self:Trainer):
     "The networks the objective calls: the student (DDP over processes, compiled if asked) and the target, compiled alike."
@@ -253,6 +260,19 @@ def _wrap(self:Trainer):
     self.net, self.target_net = ConsistencyModel(backbone, self.model.sigma_data, self.model.sigma_min), self.target
     if c.run.compile and self.target is not None:  # an eager target would draw other dropout masks than the compiled student
         self.target_net = ConsistencyModel(torch.compile(self.target.backbone), self.target.sigma_data, self.target.sigma_min)
+
+@patch
+def _check_teacher(self:Trainer):
+    "CD's teacher must fit the data and the student's classes; it moves to the training device."
+    c, dev = self.cfg, self.device
+    teacher = getattr(self.objective, 'teacher', None)
+    if isinstance(teacher, nn.Module):
+        shape = tuple(getattr(teacher, 'data_shape', self.data.shape))
+        if shape != tuple(self.data.shape):
+            raise ValueError(f"objective.cd.teacher was trained on samples of shape {shape}; these data have {tuple(self.data.shape)}")
+        if getattr(teacher, 'label_dim', 0) != c.model.label_dim:
+            raise ValueError(f"objective.cd.teacher has {getattr(teacher, 'label_dim', 0)} classes, the student model.label_dim={c.model.label_dim}")
+        teacher.to(dev)
 
 # %% ../nbs/11_training.ipynb #cad38a0b
 @patch

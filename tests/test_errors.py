@@ -245,6 +245,11 @@ def test_sample_classes(tmp_path):
              '--n', '4', '--out', str(tmp_path / 'guided.npz')])
     assert r.returncode == 0 and 'guidance w = 2.0' in r.stdout, r.stderr[-2000:]
     assert np.load(tmp_path / 'guided.npz')['samples'].shape == (4, 1, 8, 8)
+    for w in ('0', '4'):  # a guided-distillation student takes w as an input: one evaluation, different samples
+        r = run([*command('cm-sample'), '--ckpt', str(COND.parent / 'digits_gcd'), '--class', '3', '--guidance', w, '--n', '4',
+                 '--out', str(tmp_path / f'student{w}.npz')])
+        assert r.returncode == 0 and f'1 step, guidance w = {w}.0' in r.stdout, r.stderr[-2000:]
+    assert not np.array_equal(*(np.load(tmp_path / f'student{w}.npz')['samples'] for w in ('0', '4')))
 
 @pytest.mark.parametrize('args, says', [
     ([], '--ckpt is required'),
@@ -265,7 +270,7 @@ def test_sample_classes(tmp_path):
     (['--ckpt', '{cond}', '--class', 'three'], "expected a class, a list like 1,4,7, or 'all'"),
     (['--ckpt', '{cond}', '--class', ','], "',' is not a class of this model"),
     (['--ckpt', '{run}', '--guidance', '1'], 'needs a class-conditional run'),
-    (['--ckpt', '{cond}', '--guidance', '1'], 'needs an EDM run'),
+    (['--ckpt', '{cond}', '--guidance', '1'], 'needs an EDM run or a guided-distillation student'),
     (['--ckpt', '{cond}', '--guidance', '-1'], '--guidance must be >= 0'),
 ])
 def test_sample_bad_options_and_files(toy_run, tmp_path, args, says):

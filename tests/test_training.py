@@ -64,6 +64,28 @@ def test_class_conditional_resume_and_shards(tmp_path):
         whole = one.batch_kwargs(step, 0)['class_labels']
         assert torch.equal(torch.cat([full.batch_kwargs(step, s)['class_labels'] for s in (0, 1)]), whole)
     assert load_model(tmp_path / 'a').label_dim == 10
+    ect = Trainer(cfg(tmp_path / 'e', 'objective.name=ect', 'data.accum=2')).fit()  # ECT cuts the labels to its rows with r > 0
+    assert ect.step == 6 and all(torch.isfinite(v).all() for v in weights(ect).values())
+
+MODELS = Path(__file__).resolve().parent.parent / 'nbs' / 'models'  # kept models: the conditional EDM teacher
+
+def test_guided_distillation(tmp_path):
+    "Guided CD: the student starts as its teacher (w input off); the step's weights w do not depend on accumulation; bad teachers refused."
+    T = MODELS / 'digits_edm_cond'
+    cfg = lambda d, *more: get_config('digits_gcd', [f'run.dir={d}', f'objective.cd.teacher={T}', f'model.init_from={T}', 'run.total_nimg=64',
+                                              'data.batch_size=16', 'run.log_nimg=16', 'run.sample_nimg=0', 'run.progress=false', *more])
+    two = Trainer(cfg(tmp_path / 'a', 'data.accum=2'))
+    x, noise, y = torch.randn(6, 1, 8, 8), torch.linspace(-1, 1, 6), torch.arange(6)
+    with torch.no_grad():
+        assert torch.equal(two.model.backbone(x, noise, class_labels=y, guidance=torch.full((6,), 2.)), load_model(T).backbone(x, noise, class_labels=y))
+    two.fit()
+    one = Trainer(cfg(tmp_path / 'b')).fit()  # the same steps in one micro-batch
+    wa, wb = weights(two), weights(one)
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    assert load_model(tmp_path / 'a').guidance and not load_model(T).guidance
+    plain = tmp_path / 'plain_edm'  # an unconditional EDM teacher cannot be guided
+    Trainer(get_config('digits_edm', [f'run.dir={plain}', 'run.total_nimg=16', 'data.batch_size=16', 'run.sample_nimg=0', 'run.progress=false'])).fit()
+    with pytest.raises(ValueError, match='trained without labels'): Trainer(cfg(tmp_path / 'c', f'objective.cd.teacher={plain}'))
 
 # ---------------------------------------------------------------- crash safety
 

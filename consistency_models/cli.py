@@ -185,7 +185,7 @@ def _guided(model, w:float): # a loaded model, the --guidance weight
     "(model, keyword arguments) that sample at guidance weight w (chapter 15), or one line saying why this model cannot."
     from consistency_models.guidance import Guided
     from consistency_models.sampling import is_denoiser
-    if not (w >= 0 and math.isfinite(w)): raise CLIError(f"--guidance must be >= 0, got {w}")
+    if not (w >= 0 and math.isfinite(w)): raise CLIError(f"--guidance must be a finite number >= 0, got {w}")
     if not getattr(model, 'label_dim', 0): raise CLIError("--guidance needs a class-conditional run (trained with model.label_dim > 0)")
     if getattr(model, 'guidance', False): return model, {'guidance': w}  # a guided-distillation student takes w as an input
     if not is_denoiser(model): raise CLIError("--guidance needs an EDM run or a guided-distillation student; this consistency "
@@ -250,6 +250,21 @@ def _write_json(path:Path, obj): # destination, a JSON-serialisable object
     from consistency_models.checkpoints import _write_tmp
     os.replace(_write_tmp(path, _json.dumps(obj, indent=1).encode()), path)
 
+# %% ../nbs/16_cli.ipynb #e7a1c0d2
+def _eval_outputs(res, ckpt, out, rd, seed, guidance): # evaluate_run's result, --ckpt, the JSON file, the run folder, --seed, --guidance
+    "cm-eval's files (the results; a searched 2-step level in RUN/sampling.json) and its printout."
+    from consistency_models.evaluation import results_table
+    _write_json(out, dict(ckpt=str(ckpt), guidance=guidance, **res))
+    if res['search'] and rd is not None:
+        _write_json(rd / 'sampling.json', dict(sigma_mid=res['sigma_mid'], chosen_by=f"cm-eval --sigma-mid auto ({res['metric']})",
+                                               tried=res['search']['tried'], samples_per_level=res['search']['n']))
+    fn = res['feature_net']
+    print(f"{res['data']}: {res['n']} samples per sampler" + ('' if guidance is None else f" at guidance w = {guidance:g}")
+          + f", floor of {res['floor_n']} held-out samples, seed {seed}"
+          + (f"; features {fn['key']} (held-out accuracy {fn['accuracy']:.3f})" if fn else ''))
+    print(results_table(res['rows'], res['metric']))
+    print(f"wrote {out}" + (f"; sigma_mid {res['sigma_mid']} recorded in {rd / 'sampling.json'}" if res['search'] and rd else ''))
+
 # %% ../nbs/16_cli.ipynb #375bc22e
 def cm_eval(ckpt:str=None,         # run folder, its checkpoints/ folder, or a .safetensors file (required)
             steps:str=None,        # samplers as network evaluations, comma-separated (default 1,2; an EDM run: 35)
@@ -260,25 +275,19 @@ def cm_eval(ckpt:str=None,         # run folder, its checkpoints/ folder, or a .
             device:str='auto',     # 'auto', 'cpu', 'cuda', ...
             out:str=None,          # results file (default: RUN/eval.json)
             overwrite:bool=False,  # replace `out` if it exists
-            cache:str=None):       # folder of the cached feature networks (default: the library's cache folder)
+            cache:str=None,        # folder of the cached feature networks (default: the library's cache folder)
+            guidance:float=None):  # guidance weight w: of a class-conditional EDM run, or the one a guided-distillation student imitates
     "Measure a trained run: floor, baseline and sampler rows of FD, KID, precision, recall, classes; a table and a JSON file."
-    from consistency_models.evaluation import evaluate_run, results_table, run_folder
+    from consistency_models.evaluation import evaluate_run, run_folder
     from consistency_models.training import resolve_device
     rd, stp, sm = run_folder(_check_ckpt(ckpt)), _parse_steps(steps), _parse_sigma_mid(sigma_mid)
     if out is None and rd is None: raise CLIError(f"--out is required: {ckpt} is not inside a run folder")
     out = _check_out(out or rd / 'eval.json', ('.json',), overwrite)
     if n < 10 or batch < 1: raise CLIError(f"--n must be >= 10 and --batch >= 1, got {n} and {batch}")
     say = lambda s: print(s, file=sys.stderr, flush=True)
-    res = evaluate_run(ckpt, stp, n, sm, seed, batch, resolve_device(device), cache, progress=say)
-    _write_json(out, dict(ckpt=str(ckpt), **res))
-    if res['search'] and rd is not None:
-        _write_json(rd / 'sampling.json', dict(sigma_mid=res['sigma_mid'], chosen_by=f"cm-eval --sigma-mid auto ({res['metric']})",
-                                               tried=res['search']['tried'], samples_per_level=res['search']['n']))
-    fn = res['feature_net']
-    print(f"{res['data']}: {res['n']} samples per sampler, floor of {res['floor_n']} held-out samples, seed {seed}"
-          + (f"; features {fn['key']} (held-out accuracy {fn['accuracy']:.3f})" if fn else ''))
-    print(results_table(res['rows'], res['metric']))
-    print(f"wrote {out}" + (f"; sigma_mid {res['sigma_mid']} recorded in {rd / 'sampling.json'}" if res['search'] and rd else ''))
+    res = evaluate_run(ckpt, stp, n, sm, seed, batch, resolve_device(device), cache, progress=say,
+                       prepare=None if guidance is None else lambda m: _guided(m, guidance))
+    _eval_outputs(res, ckpt, out, rd, seed, guidance)
     return res
 
 def main_eval():

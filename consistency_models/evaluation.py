@@ -229,7 +229,8 @@ def _chunks(n:int, m:int): return [slice(i * m, (i + 1) * m) for i in range(max(
 def measure(x:torch.Tensor,   # samples: images (M, C, H, W) or points (M, d)
             ref:Reference,    # what to measure against
             k:int=5,          # neighbours of precision/recall/density/coverage
-            seed:int=0):      # seed of KID's subsets and the sliced-W1 directions
+            seed:int=0,       # seed of KID's subsets and the sliced-W1 directions
+            classes=None):    # the class each sample was asked for (M,): adds the classifier's accuracy on them
     "Every metric of `x` against `ref`, averaged over chunks of `ref.m` samples; FD also gets its spread."
     rows = []
     if ref.is_toy:
@@ -240,7 +241,8 @@ def measure(x:torch.Tensor,   # samples: images (M, C, H, W) or points (M, d)
         f, pred = embed(ref.net, x)
         for s in _chunks(len(x), ref.m):
             rows.append(dict(fd=frechet_distance(ref.feats, f[s]), kid=kernel_distance(ref.feats, f[s], seed=seed)[0],
-                             **prdc(ref.feats, f[s], k), **class_stats(pred[s], ref.hist)))
+                             **prdc(ref.feats, f[s], k), **class_stats(pred[s], ref.hist),
+                             **({} if classes is None else dict(accuracy=(pred[s] == classes[s]).double().mean().item()))))
     out = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
     if 'fd' in out: out['fd_sd'] = torch.tensor([r['fd'] for r in rows]).std().item() if len(rows) > 1 else 0.
     if not ref.is_toy: out['nn_median'] = nn_distances(x, ref.train).median().item()
@@ -256,8 +258,8 @@ def gaussian_fit(train:torch.Tensor, n:int, seed:int=0): # training samples, how
 # %% ../nbs/13_evaluation.ipynb #9964afc5
 COLUMNS = dict(fd=('{metric}', '.3f'), kid=('KID', '.3f'), precision=('precision', '.3f'), recall=('recall', '.3f'),
                density=('density', '.3f'), coverage=('coverage', '.3f'), classes=('classes', '.1f'), class_tv=('class TV', '.3f'),
-               memo=('NN ratio', '.2f'), energy=('energy', '.4f'), sliced_w1=('sliced W1', '.4f'), modes=('modes', '.2f'),
-               off_mode=('off-mode', '.3f'))
+               accuracy=('accuracy', '.3f'), memo=('NN ratio', '.2f'), energy=('energy', '.4f'), sliced_w1=('sliced W1', '.4f'),
+               modes=('modes', '.2f'), off_mode=('off-mode', '.3f'))
 
 def results_table(rows:dict,   # row label -> the dict `measure` returned
                   metric:str='FD'): # the FD column's name, e.g. 'FD-digits'
@@ -305,44 +307,54 @@ def run_sigma_mid(path): # a run folder or checkpoint path
     except (ValueError, KeyError, TypeError): raise ValueError(f"{f} is not a sampling settings file (no number 'sigma_mid')") from None
 
 # %% ../nbs/13_evaluation.ipynb #e3e971ef
-def draw(model, n:int, steps:int, seed:int=0, batch:int=1000, device='cpu', sigma_mid:float=SIGMA_MID):
+def draw(model, n:int, steps:int, seed:int=0, batch:int=1000, device='cpu', sigma_mid:float=SIGMA_MID,
+         classes=None, # a class-conditional model: the class of each sample (n,); default: drawn uniformly
+         **kwargs):    # passed to the sampler (e.g. a guided student's `guidance`)
     "n samples with the model's own sampler (`generate`), in batches, batch b drawn from the generator seeded (seed, b)."
-    shape, m = tuple(model.data_shape), lambda s: min(batch, n - s)   # a class-conditional model: classes drawn uniformly
+    shape, m = tuple(model.data_shape), lambda s: min(batch, n - s)
+    y = lambda s: None if classes is None else classes[s:s + m(s)]
     out = [generate(model, (m(s), *shape), steps, torch.Generator().manual_seed(seed * 100_003 + s // batch), device, sigma_mid=sigma_mid,
-                    **label_kwargs(model, m(s), seed=seed * 100_003 + s // batch + 50_000)).cpu() for s in range(0, n, batch)]
+                    **label_kwargs(model, m(s), y(s), seed=seed * 100_003 + s // batch + 50_000), **kwargs).cpu() for s in range(0, n, batch)]
     return torch.cat(out).double() if len(shape) == 1 else torch.cat(out)
 
 def _score(ref:Reference, res:dict): return res['energy'] if ref.is_toy else res['fd']
 
 # %% ../nbs/13_evaluation.ipynb #b54ae750
+def _reference_rows(d, n:int, seed:int, cache, device, progress): # the run's DataConfig, samples per row, ...
+    "The reference of a run's data set, and its floor and baseline rows."
+    ref = make_reference(d.name, n, size=d.size, root=d.root, download=d.download, cache=cache, device=device)
+    progress(f"reference {ref.name}: {len(ref.train)} training samples, floor of {ref.m} held-out samples")
+    return ref, {'held-out real (floor)': measure(ref.heldout, ref, seed=seed),
+                 'Gaussian fit (baseline)': measure(gaussian_fit(ref.train, n, seed), ref, seed=seed)}
+
 def evaluate_run(ckpt,                 # run folder, its checkpoints/ folder, or a .safetensors file
                  steps=None,           # samplers: evaluations each (default: 1, 2; an EDM run: 35)
                  n:int=10_000,         # samples per sampler
                  sigma_mid=None,       # 2-step level: a number, 'auto' (search), or None (the run's recorded level)
-                 seed:int=0, batch:int=1000, device='cpu', cache=None, progress=print):
+                 seed:int=0, batch:int=1000, device='cpu', cache=None, progress=print,
+                 prepare=None):        # (model) -> (model, sampler kwargs), applied once loaded: e.g. guidance (chapter 16)
     "Floor, baseline and model rows for a trained run: the numbers `cm-eval` prints and stores."
     from consistency_models.checkpoints import load_model, read_meta, weights_path
     from consistency_models.config import config_from_dict
     meta = read_meta(weights_path(ckpt)); cfg = config_from_dict(meta['config'])
-    model = load_model(ckpt, device=device); den = is_denoiser(model)
+    model, kw = (prepare or (lambda m: (m, {})))(load_model(ckpt, device=device)); den = is_denoiser(model)
     steps = list(steps or ([35] if den else [1, 2]))
     if den: [edm_sigmas(s) for s in steps]  # an even evaluation count fails here, before any work
-    d = cfg.data
-    ref = make_reference(d.name, n, size=d.size, root=d.root, download=d.download, cache=cache, device=device)
-    progress(f"reference {ref.name}: {len(ref.train)} training samples, floor of {ref.m} held-out samples")
-    rows = {'held-out real (floor)': measure(ref.heldout, ref, seed=seed),
-            'Gaussian fit (baseline)': measure(gaussian_fit(ref.train, n, seed), ref, seed=seed)}
+    ref, rows = _reference_rows(cfg.data, n, seed, cache, device, progress)
+    K = getattr(model, 'label_dim', 0) or 0                # a class-conditional model: the classes in turn, read back as accuracy
+    asked = lambda m: torch.arange(m) % K if K else None
+    score = lambda m, s, sm: measure(draw(model, m, s, seed, batch, device, sm, asked(m), **kw), ref, seed=seed, classes=asked(m))
     search = None
     if sigma_mid == 'auto' and not den:
         ns = min(n, max(2000, ref.m))
-        best, tried = search_sigma_mid(lambda s: _score(ref, measure(draw(model, ns, 2, seed, batch, device, s), ref, seed=seed)))
+        best, tried = search_sigma_mid(lambda s: _score(ref, score(ns, 2, s)))
         search, sigma_mid = dict(n=ns, tried=tried, best=best), best
         progress(f"2-step level search over {len(tried)} levels ({ns} samples each): sigma_mid = {best}")
     sigma_mid = run_sigma_mid(ckpt) if sigma_mid in (None, 'auto') else float(sigma_mid)
     for s in steps:
         label = f'EDM Heun, {s} NFE' if den else f'{s}-step' + (f' (σ_mid={sigma_mid:.4g})' if s >= 2 else '')
-        rows[label] = measure(draw(model, n, s, seed, batch, device, sigma_mid), ref, seed=seed)
-        progress(f"{label}: " + ', '.join(f"{k} {v:.4g}" for k, v in rows[label].items() if k in ('fd', 'energy', 'precision', 'recall')))
+        rows[label] = score(n, s, sigma_mid)
+        progress(f"{label}: " + ', '.join(f"{k} {v:.4g}" for k, v in rows[label].items() if k in ('fd', 'energy', 'precision', 'recall', 'accuracy')))
     return dict(data=ref.name, metric='energy' if ref.is_toy else ref.metric, floor_n=ref.m, n=n, seed=seed, batch=batch,
                 steps=steps, sampler='edm_heun' if den else 'consistency', sigma_mid=None if den else sigma_mid, search=search,
                 feature_net=getattr(ref.net, 'identity', None), step=meta.get('step'), nimg=meta.get('nimg'), rows=rows)

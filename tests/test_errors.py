@@ -271,7 +271,7 @@ def test_sample_classes(tmp_path):
     (['--ckpt', '{cond}', '--class', ','], "',' is not a class of this model"),
     (['--ckpt', '{run}', '--guidance', '1'], 'needs a class-conditional run'),
     (['--ckpt', '{cond}', '--guidance', '1'], 'needs an EDM run or a guided-distillation student'),
-    (['--ckpt', '{cond}', '--guidance', '-1'], '--guidance must be >= 0'),
+    (['--ckpt', '{cond}', '--guidance', '-1'], '--guidance must be a finite number >= 0'),
 ])
 def test_sample_bad_options_and_files(toy_run, tmp_path, args, says):
     from safetensors.torch import save_file, load_file

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from test_errors import command, run, expect
 
+MODELS = Path(__file__).resolve().parent.parent / 'nbs' / 'models'  # kept class-conditional models (chapter 15)
 TINY = ['run.total_nimg=512', 'run.progress=false', 'run.sample_nimg=0', 'data.batch_size=64']
 
 
@@ -78,6 +79,7 @@ def test_recorded_level_and_a_broken_record(place, tmp_path):
     (['--ckpt', 'cm', '--out', 'table.txt'], 'must end in .json'),
     (['--ckpt', 'cm', '--out', 'nowhere/e.json'], 'does not exist'),
     (['--ckpt', 'cm', '--device', 'tpu', '--out', 'd.json'], "unknown device 'tpu'"),
+    (['--ckpt', 'cm', '--guidance', '1', '--out', 'g.json'], 'needs a class-conditional run'),
 ])
 def test_cm_eval_bad_options(place, args, says):
     expect([*command('cm-eval'), '--cache', str(place / 'cache'), *args], 2, says, place, cwd=place)
@@ -92,3 +94,19 @@ def test_cm_eval_loose_checkpoint_needs_out(place, tmp_path):
     import shutil
     f = tmp_path / 'weights.safetensors'; shutil.copy(place / 'cm' / 'checkpoints' / 'last.safetensors', f)
     expect([*command('cm-eval'), '--ckpt', str(f)], 2, '--out is required', tmp_path)
+
+
+def test_cm_eval_class_conditional_and_guided(place):
+    "A conditional run is asked for every class in turn and scored on them; --guidance measures the guided sampler."
+    rows = {}
+    for name, w, steps in (('digits_gcd', '0', '1'), ('digits_gcd', '4', '1'), ('digits_edm_cond', '2', '35')):
+        out = place / f'{name}_{w}.json'
+        r = evaluate(place, '--ckpt', str(MODELS / name), '--n', '300', '--steps', steps, '--guidance', w, '--out', str(out))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert 'accuracy' in r.stdout and f'at guidance w = {w},' in r.stdout, r.stdout
+        res = json.loads(out.read_text())
+        assert res['guidance'] == float(w) and 'accuracy' not in res['rows']['held-out real (floor)']
+        rows[name, w] = list(res['rows'].values())[2]
+    assert rows['digits_gcd', '4']['accuracy'] > 0.97                                               # chapter 15: 1.000
+    assert rows['digits_gcd', '4']['recall'] < rows['digits_gcd', '0']['recall'] - 0.2              # guidance trades diversity away
+    assert rows['digits_edm_cond', '2']['accuracy'] > 0.97                                          # 35 evaluations: 1.000 (9 break guidance)

@@ -181,7 +181,7 @@ def _parse_classes(spec:str, n:int, label_dim:int): # --class, --n, the model's 
     if bad: raise CLIError(f"--class: {bad[0]!r} is not a class of this model (0..{label_dim - 1})")
     return torch.tensor(v).repeat(math.ceil(n / len(v)))[:n], None
 
-def _guided(model, w:float): # a loaded model, the --guidance weight
+def _guided(model, w:float, steps:int=None): # a loaded model, the --guidance weight, the fewest Heun evaluations asked for
     "(model, keyword arguments) that sample at guidance weight w (chapter 15), or one line saying why this model cannot."
     from consistency_models.guidance import Guided
     from consistency_models.sampling import is_denoiser
@@ -190,6 +190,8 @@ def _guided(model, w:float): # a loaded model, the --guidance weight
     if getattr(model, 'guidance', False): return model, {'guidance': w}  # a guided-distillation student takes w as an input
     if not is_denoiser(model): raise CLIError("--guidance needs an EDM run or a guided-distillation student; this consistency "
                                               "model was trained without a w input (model.guidance=false)")
+    if w > 0 and steps is not None and steps < 35:  # chapter 15: on digits, 9 Heun evaluations lose the class, 17 fall short at w = 4
+        print(f"note: guidance needs fine ODE steps; at {steps} Heun evaluations it can miss the class (35, the default, is safer)", file=sys.stderr)
     return Guided(model, w), {}
 
 # %% ../nbs/16_cli.ipynb #f64b6c20
@@ -214,7 +216,7 @@ def cm_sample(ckpt:str=None,           # run folder, its checkpoints/ folder, or
     model = load_model(_check_ckpt(ckpt), device=(dev := resolve_device(device)))
     sm = run_sigma_mid(ckpt) if sigma_mid is None else sigma_mid
     classes, ncol = _parse_classes(class_, n, getattr(model, 'label_dim', 0))
-    model, extra = (model, {}) if guidance is None else _guided(model, guidance)
+    model, extra = (model, {}) if guidance is None else _guided(model, guidance, steps)
     n = n if classes is None else len(classes)
     x = generate(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), dev, sigma_mid=sm,
                  **label_kwargs(model, n, classes, seed), **extra)
@@ -286,7 +288,7 @@ def cm_eval(ckpt:str=None,         # run folder, its checkpoints/ folder, or a .
     if n < 10 or batch < 1: raise CLIError(f"--n must be >= 10 and --batch >= 1, got {n} and {batch}")
     say = lambda s: print(s, file=sys.stderr, flush=True)
     res = evaluate_run(ckpt, stp, n, sm, seed, batch, resolve_device(device), cache, progress=say,
-                       prepare=None if guidance is None else lambda m: _guided(m, guidance))
+                       prepare=None if guidance is None else lambda m: _guided(m, guidance, min(stp) if stp else None))
     _eval_outputs(res, ckpt, out, rd, seed, guidance)
     return res
 

@@ -269,7 +269,7 @@ def apply_overrides(config:Config,  # the config to start from (not modified)
 # %% ../nbs/09_config.ipynb #a9de8e81
 PRESET_TABLE = """
 preset            data         size  network         dropout  objective  optimizer  lr    betas     batch  nimg    warmup  decay  ema_halflife  ema_std  sigma_min  init_from             extra
-digits            digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
+digits            digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1 model.label_dim=10 model.label_dropout=0.1
 digits_long       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     204.8k  0       6400   -             0.1      -          -                     run.threads=1
 digits_edm        digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                     run.threads=1
 digits_cd         digits       -     unet_tiny       0        cd         radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1 objective.cd.teacher=runs/digits_edm
@@ -278,7 +278,6 @@ digits_ict        digits       -     unet_tiny       0        ict        radam  
 digits_ect        digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1
 digits_ect_tuned  digits       -     unet_tiny       0        ect        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          runs/digits_edm       run.threads=1
 digits_rgb        digits_rgb   -     unet_tiny       0        ict        radam      2e-3  -         64     102.4k  0       6400   -             0.1      -          -                     run.threads=1
-digits_cond       digits       -     unet_tiny       0        ict        radam      2e-3  -         64     51.2k   0       6400   -             0.1      -          -                     run.threads=1 model.label_dim=10 model.label_dropout=0.1
 digits_edm_cond   digits       -     unet_tiny       0        edm        radam      2e-3  -         64     51.2k   0       6400   -             0.1      0          -                     run.threads=1 model.label_dim=10 model.label_dropout=0.1
 digits_gcd        digits       -     unet_tiny       0        cd         radam      2e-3  -         64     153.6k  0       6400   -             0.1      -          runs/digits_edm_cond  run.threads=1 model.label_dim=10 model.guidance=true objective.cd.teacher=runs/digits_edm_cond objective.cd.w_max=4
 fmnist            fmnist       32    unet_small      0        ict        radam      2e-3  -         64     25.6k   6400    6400   -             0.1      -          -                     data.download=true

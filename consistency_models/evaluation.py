@@ -230,8 +230,8 @@ def measure(x:torch.Tensor,   # samples: images (M, C, H, W) or points (M, d)
             ref:Reference,    # what to measure against
             k:int=5,          # neighbours of precision/recall/density/coverage
             seed:int=0,       # seed of KID's subsets and the sliced-W1 directions
-            classes=None):    # the class each sample was asked for (M,): adds the classifier's accuracy on them
-    "Every metric of `x` against `ref`, averaged over chunks of `ref.m` samples; FD also gets its spread."
+            classes=None):    # the class each sample was asked for (M,): adds the classifier's accuracy (images only; toys have no classifier)
+    "Every metric of `x` against `ref`, averaged over consecutive chunks of `ref.m` samples (mix the classes); FD also gets its spread."
     rows = []
     if ref.is_toy:
         for s in _chunks(len(x), ref.m):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from .config import get_config, _get, _set
 from .checkpoints import load_model, read_log
-from .sampling import generate
+from .sampling import generate, label_kwargs
 from .evaluation import run_sigma_mid, COLUMNS
 
 # %% ../nbs/17_results.ipynb #8b2a2e13
@@ -53,10 +53,11 @@ def run_row(preset:str, root, n:int=10_000, overrides=()): # preset, table folde
 
 # %% ../nbs/17_results.ipynb #617f0bc2
 def fixed_samples(run, steps:int, n:int=32, seed:int=0): # run folder, network evaluations, how many, noise seed
-    "n samples of the run's EMA model with `steps` evaluations, from the noise of `seed` (the same for every run)."
-    model = load_model(run)
+    "n samples of the run's EMA model with `steps` evaluations, from the noise of `seed`; a conditional model gets its classes in turn."
+    model = load_model(run); K = getattr(model, 'label_dim', 0)
     with torch.no_grad():
-        return generate(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), sigma_mid=run_sigma_mid(run))
+        return generate(model, (n, *model.data_shape), steps, torch.Generator().manual_seed(seed), sigma_mid=run_sigma_mid(run),
+                        **label_kwargs(model, n, torch.arange(n) % K if K else None))
 
 def _relative(obj, root:str): # a JSON value, the root folder to hide
     "`obj` with every string that starts with `root` rewritten to start with 'runs'."
@@ -98,13 +99,15 @@ def results_rows(folder, table:str): # the folder of the kept tables, a key of T
 def results_markdown(rows:list,        # results_rows(...)
                      toy:bool=False,    # whether the table is a 2-D toy's
                      metric:str='FD'):  # the name of the Fréchet distance column, e.g. 'FD-digits'
-    "A Markdown table of `results_rows`: image metrics (FD, precision, recall, classes) or the toy's exact ones."
+    "A Markdown table of `results_rows`: image metrics (FD, precision, recall, classes; accuracy if a row has it) or the toy's exact ones."
     cols = (('energy', '.4f'), ('sliced_w1', '.4f'), ('modes', '.2f'), ('off_mode', '.3f')) if toy else \
            (('fd', '.2f'), ('precision', '.2f'), ('recall', '.2f'), ('classes', '.1f'))
+    if any('accuracy' in r for _, _, r, _, _ in rows): cols += (('accuracy', '.3f'),)  # a class-conditional model's
     head = ['model', 'sampler', *(COLUMNS[c][0].format(metric=metric) for c, _ in cols), 'train s', 'images']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for label, sampler, r, secs, nimg in rows:
-        cells = [format(r[c], f) + (f" ± {r['fd_sd']:.2f}" if c == 'fd' and r.get('chunks', 1) > 1 else '') for c, f in cols]
+        cells = [format(r[c], f) + (f" ± {r['fd_sd']:.2f}" if c == 'fd' and r.get('chunks', 1) > 1 else '') if c in r else ''
+                 for c, f in cols]
         lines.append('| ' + ' | '.join([label, sampler, *cells, '' if secs is None else f'{secs:.0f}',
                                         '' if nimg is None else f'{nimg / 1000:.1f}k']) + ' |')
     return '\n'.join(lines)

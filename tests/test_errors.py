@@ -231,7 +231,7 @@ def test_disk_full_while_checkpointing(tmp_path):
 
 # ------------------------------------------------------------------ cm-sample
 
-COND = Path(__file__).resolve().parent.parent / 'nbs' / 'models' / 'digits_cond'  # a kept class-conditional digits model
+COND = Path(__file__).resolve().parent.parent / 'nbs' / 'models' / 'digits'  # the kept default model (class-conditional, seed 0)
 
 def test_sample_classes(tmp_path):
     "--class: every sample of the class asked for, a list taken in turn, or a row per class."
@@ -244,6 +244,7 @@ def test_sample_classes(tmp_path):
     r = run([*command('cm-sample'), '--ckpt', str(COND.parent / 'digits_edm_cond'), '--class', '3', '--guidance', '2', '--steps', '9',
              '--n', '4', '--out', str(tmp_path / 'guided.npz')])
     assert r.returncode == 0 and 'guidance w = 2.0' in r.stdout, r.stderr[-2000:]
+    assert 'guidance needs fine ODE steps; at 9 Heun evaluations' in r.stderr, r.stderr  # 9 steps: a note, not a refusal
     assert np.load(tmp_path / 'guided.npz')['samples'].shape == (4, 1, 8, 8)
     for w in ('0', '4'):  # a guided-distillation student takes w as an input: one evaluation, different samples
         r = run([*command('cm-sample'), '--ckpt', str(COND.parent / 'digits_gcd'), '--class', '3', '--guidance', w, '--n', '4',

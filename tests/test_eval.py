@@ -11,9 +11,9 @@ TINY = ['run.total_nimg=512', 'run.progress=false', 'run.sample_nimg=0', 'data.b
 
 @pytest.fixture(scope='module')
 def place(tmp_path_factory):
-    "A folder with a tiny digits run, a tiny EDM digits run, and the feature-network cache."
+    "A folder with a tiny run of the default (class-conditional iCT), a tiny unconditional EDM run, and the feature-network cache."
     d = tmp_path_factory.mktemp('eval')
-    for name, extra in (('cm', []), ('edm', ['objective.name=edm', 'model.sigma_min=0'])):
+    for name, extra in (('cm', []), ('edm', ['--preset', 'digits_edm'])):
         r = run([*command('cm-train'), '--out', str(d / name), *TINY, *extra], cwd=d)
         assert r.returncode == 0, r.stderr[-3000:]
     return d
@@ -33,6 +33,7 @@ def test_cm_eval_digits(place):
     assert res['feature_net']['accuracy'] > 0.9 and res['feature_net']['key'].startswith('digits-1x8x8-')
     rows = res['rows']
     assert rows['1-step']['chunks'] == 2 and rows['held-out real (floor)']['n'] == 300
+    assert 'accuracy' in rows['1-step'] and 'accuracy' not in rows['held-out real (floor)']  # the default is conditional
     # a 512-image model is far from real digits: above the floor on FD, below it on precision
     assert rows['1-step']['fd'] > 2 * rows['held-out real (floor)']['fd']
     assert rows['1-step']['precision'] < rows['held-out real (floor)']['precision']
@@ -79,7 +80,8 @@ def test_recorded_level_and_a_broken_record(place, tmp_path):
     (['--ckpt', 'cm', '--out', 'table.txt'], 'must end in .json'),
     (['--ckpt', 'cm', '--out', 'nowhere/e.json'], 'does not exist'),
     (['--ckpt', 'cm', '--device', 'tpu', '--out', 'd.json'], "unknown device 'tpu'"),
-    (['--ckpt', 'cm', '--guidance', '1', '--out', 'g.json'], 'needs a class-conditional run'),
+    (['--ckpt', 'edm', '--guidance', '1', '--out', 'g.json'], 'needs a class-conditional run'),
+    (['--ckpt', 'cm', '--guidance', '1', '--out', 'g.json'], 'needs an EDM run or a guided-distillation student'),
 ])
 def test_cm_eval_bad_options(place, args, says):
     expect([*command('cm-eval'), '--cache', str(place / 'cache'), *args], 2, says, place, cwd=place)

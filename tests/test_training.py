@@ -51,7 +51,7 @@ def test_resume_with_accumulation_and_images(tmp_path):
 
 def test_class_conditional_resume_and_shards(tmp_path):
     "Labels and their dropout: a conditional run resumes bit-identically, and micro-batches split the step's labels."
-    cfg = lambda d, *more: get_config('digits_cond', [*more, f'run.dir={d}', 'run.total_nimg=96', 'data.batch_size=16',
+    cfg = lambda d, *more: get_config('digits', [*more, f'run.dir={d}', 'run.total_nimg=96', 'data.batch_size=16',
                                                'run.log_nimg=16', 'run.sample_nimg=0', 'run.progress=false', 'model.label_dropout=0.3',
                                                'model.net_kwargs={"model_channels": 8, "channel_mult": (1,), "attn_resolutions": ()}'])
     full = Trainer(cfg(tmp_path / 'a', 'data.accum=2')).fit()
@@ -268,23 +268,27 @@ def test_overrides_types_and_errors():
 def test_digits_preset_makes_recognisable_digits(tmp_path):
     """The default preset end to end (minutes). Samples must lie near real digits: mean distance to the nearest of the
     scikit-learn's 1797 digits (64 pixels in [0, 1]) below 2.0, where a held-out real digit gives 1.03 and a digit with
-    shuffled pixels 3.5; and a classifier trained on real digits must find every class among them."""
+    shuffled pixels 3.5; and a classifier trained on real digits must find every class among them, mostly the class
+    asked for (the default is class-conditional; the classes are asked for in turn)."""
     pytest.importorskip('sklearn')
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import NearestNeighbors
-    from consistency_models.sampling import sample
+    from consistency_models.sampling import sample, label_kwargs
     tr = train(get_config('digits', [f'run.dir={tmp_path}', 'run.progress=false']))
     X, y = load_digits(return_X_y=True)
     nn, clf = NearestNeighbors(n_neighbors=1).fit(X / 16), LogisticRegression(max_iter=2000).fit(X / 16, y)
     for steps in (1, 2):
+        asked = torch.arange(500) % 10
         x = sample(tr.ema, (500, 1, 8, 8), steps=steps, generator=torch.Generator().manual_seed(0),
-                   sigmas=None if steps == 1 else [80., 0.821])
+                   sigmas=None if steps == 1 else [80., 0.821], **label_kwargs(tr.ema, 500, asked))
         z = ((x.clamp(-1, 1) + 1) / 2).reshape(500, 64).numpy()
         d = nn.kneighbors(z)[0].mean()
         assert d < 2.0, f'{steps}-step samples: mean nearest-digit distance {d:.2f}'
         counts = torch.bincount(torch.from_numpy(clf.predict(z)), minlength=10)
         assert (counts >= 10).all(), f'{steps}-step samples: classes {counts.tolist()}'
+        read = (torch.from_numpy(clf.predict(z)) == asked).double().mean().item()
+        assert read > 0.8, f'{steps}-step samples: the class asked for is read in {read:.2f} of them'
     assert (tmp_path / 'loss.png').is_file() and len(list(tmp_path.glob('samples_*.png'))) == 4
 
 # ---------------------------------------------------------------- compiled student and target

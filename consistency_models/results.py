@@ -79,9 +79,10 @@ def collect(run, dest, n:int=None): # a measured run folder, where to keep its r
 
 # %% ../nbs/17_results.ipynb #1a166a47
 def _train_cost(folder:Path): # a kept results folder
-    "(training seconds, images) of the run kept in `folder`, from its log."
-    last = read_log(folder)[-1]
-    return last['elapsed_s'], last['nimg']
+    "(training seconds, images) of the run kept in `folder`, from its log; a clock restarted by a resume is summed over."
+    log = read_log(folder)  # checkpoints written before elapsed_s was kept restart it at 0 on resume
+    before = sum(a['elapsed_s'] for a, b in zip(log, log[1:]) if b['elapsed_s'] < a['elapsed_s'])  # clocks that ended
+    return before + log[-1]['elapsed_s'], log[-1]['nimg']
 
 def results_rows(folder, table:str): # the folder of the kept tables, a key of TABLES
     "[(label, sampler, measure row, train seconds, images)] for the floor, the baseline and every model and sampler."

@@ -368,7 +368,7 @@ def checkpoint(self:Trainer, snapshot:bool=False): # snapshot: a numbered weight
     state = dict(optimizer=self.opt.state_dict(), scaler=self.scaler.state_dict() if self.scaler else None,
                  step=self.step, nimg=self.nimg, bad_total=self.bad_total, bad_in_row=self.bad_in_row,
                  stage=float(self.info['stage']) if 'stage' in self.info else None,
-                 rng=dict(cpu=torch.get_rng_state(), cuda=cuda, noise=self.gen.get_state()),
+                 rng=dict(cpu=torch.get_rng_state(), cuda=cuda, noise=self.gen.get_state()), elapsed_s=time.perf_counter() - self._t_start,
                  config=json.dumps(config_to_dict(self.cfg)), world_size=self.dist.world_size)
     return save_checkpoint(self.run_dir / 'checkpoints', self._weights(), meta, state)
 
@@ -384,6 +384,7 @@ def load_checkpoint(self:Trainer, path): # a `last.safetensors` (its state file 
     self.opt.load_state_dict(state['optimizer'])
     if self.scaler and state['scaler']: self.scaler.load_state_dict(state['scaler'])
     self.step, self.bad_total, self.bad_in_row = state['step'], state['bad_total'], state['bad_in_row']
+    self._t_start = time.perf_counter() - state.get('elapsed_s', 0.)  # the log's elapsed_s goes on from the checkpoint's
     torch.set_rng_state(state['rng']['cpu']); self.gen.set_state(state['rng']['noise'])
     if state['rng']['cuda'] and self.device.type == 'cuda': torch.cuda.set_rng_state_all(state['rng']['cuda'])
     if self.is_main and self.cfg.run.progress: print(f"resumed {self.run_dir} at step {self.step} ({self.nimg} images)")

@@ -135,6 +135,7 @@ def sample_figure(model,                  # a consistency model (the EMA), an ED
                   sigma_mid:float=SIGMA_MID, # the 2-step intermediate level
                   data:torch.Tensor=None, # for 2-D toys: training points drawn behind the samples
                   title:str='',
+                  ncol:int=None,          # images per row (default: a square grid)
                   **kwargs):              # passed to the model (e.g. class labels)
     "A figure of 1- and 2-step samples from the same noise (a denoiser: Heun with 9 and 35 evaluations)."
     from matplotlib.figure import Figure
@@ -142,7 +143,7 @@ def sample_figure(model,                  # a consistency model (the EMA), an ED
     den = is_denoiser(model)
     for ax, steps in zip(axs, (9, 35) if den else (1, 2)):
         x = generate(model, (n, *shape), steps, torch.Generator().manual_seed(seed), _device_of(model), sigma_mid=sigma_mid, **kwargs)
-        show_samples(ax, x, data)
+        show_samples(ax, x, data, ncol)
         ax.set_title(f'EDM Heun, {steps} evaluations' if den else
                      f'{steps}-step samples' + (f' (σ_mid={sigma_mid:.3g})' if steps == 2 else ''))
     if title: fig.suptitle(title)

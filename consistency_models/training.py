@@ -434,9 +434,10 @@ def write_figures(self:Trainer):
     if not self.is_main: return
     plot_losses(read_log(self.run_dir), title=self.run_dir.name).savefig(self.run_dir / 'loss.png', dpi=100)
     n, K = self.cfg.run.sample_n, self.cfg.model.label_dim
+    if K and n >= K: n -= n % K  # a conditional model: the classes in turn, whole rows of them, a column per class
     f = sample_figure(self.ema, self.data.shape, n, self.cfg.run.seed, self.cfg.run.sigma_mid,
                       data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images',
-                      **label_kwargs(self.ema, n, torch.arange(n) % K if K else None))  # a conditional model: classes in turn
+                      ncol=K or None, **label_kwargs(self.ema, n, torch.arange(n) % K if K else None))
     f.savefig(self.run_dir / f'samples_{self.nimg // 1000:07d}k.png', dpi=100)
 
 # %% ../nbs/11_training.ipynb #88cd2591

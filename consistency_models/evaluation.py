@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from .data import ImageData, default_cache, load_dataset, load_toy2d, toy2d, ring_of_gaussians, grid_of_gaussians
 from .losses import energy_distance
-from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas, label_kwargs
+from .sampling import SIGMA_MID, generate, is_denoiser, edm_sigmas, label_kwargs, classes_in_turn
 
 # %% ../nbs/13_evaluation.ipynb #1359e37f
 class FeatureNet(nn.Module):
@@ -341,8 +341,7 @@ def evaluate_run(ckpt,                 # run folder, its checkpoints/ folder, or
     steps = list(steps or ([35] if den else [1, 2]))
     if den: [edm_sigmas(s) for s in steps]  # an even evaluation count fails here, before any work
     ref, rows = _reference_rows(cfg.data, n, seed, cache, device, progress)
-    K = getattr(model, 'label_dim', 0) or 0                # a class-conditional model: the classes in turn, read back as accuracy
-    asked = lambda m: torch.arange(m) % K if K else None
+    asked = lambda m: classes_in_turn(model, m)            # a class-conditional model: the classes in turn, read back as accuracy
     score = lambda m, s, sm: measure(draw(model, m, s, seed, batch, device, sm, asked(m), **kw), ref, seed=seed, classes=asked(m))
     search = None
     if sigma_mid == 'auto' and not den:

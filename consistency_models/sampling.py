@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['SIGMA_MID', 'multistep_sample', 'sample_sigmas', 'sample', 'edm_sigmas', 'edm_sample', 'is_denoiser', 'generate',
-           'image_grid', 'show_samples', 'sample_figure', 'save_samples', 'plot_losses', 'label_kwargs']
+           'image_grid', 'show_samples', 'sample_figure', 'save_samples', 'plot_losses', 'label_kwargs',
+           'classes_in_turn']
 
 # %% ../nbs/12_sampling.ipynb #07ec3b53
 import math
@@ -194,3 +195,9 @@ def label_kwargs(model,           # a trained model (its `label_dim`: 0 or missi
     if len(y) != n: raise ValueError(f"need one class per sample: {n} samples, {len(y)} classes")
     if y.min() < 0 or y.max() >= K: raise ValueError(f"classes must lie in 0..{K - 1} for this model, got {sorted(set(y.tolist()))}")
     return {'class_labels': y.to(_device_of(model))}
+
+# %% ../nbs/12_sampling.ipynb #09497625
+def classes_in_turn(model, n:int): # a trained model, number of samples
+    "The classes 0, 1, …, K-1, 0, 1, … asked of a class-conditional model for n samples; None for an unconditional one."
+    K = getattr(model, 'label_dim', 0) or 0
+    return torch.arange(n) % K if K else None

@@ -24,7 +24,7 @@ from .data import load_dataset
 from .config import Config, ModelConfig, ObjectiveConfig, CDConfig, config_to_dict, validate_config, resume_config
 from .checkpoints import (NonFiniteError, save_checkpoint, read_weights, read_state, weights_path, load_weights,
     load_model, remove_leftovers, file_crc32, read_run_config, read_log, check_run_dir, RunLock, RunFolderError)
-from .sampling import sample_figure, plot_losses, label_kwargs
+from .sampling import sample_figure, plot_losses, label_kwargs, classes_in_turn
 
 # %% ../nbs/11_training.ipynb #f02f8133
 def learning_rate(nimg:int,            # images seen so far
@@ -437,7 +437,7 @@ def write_figures(self:Trainer):
     if K and n >= K: n -= n % K  # a conditional model: the classes in turn, whole rows of them, a column per class
     f = sample_figure(self.ema, self.data.shape, n, self.cfg.run.seed, self.cfg.run.sigma_mid,
                       data=self.data.x if len(self.data.shape) == 1 else None, title=f'{self.nimg // 1000}k images',
-                      ncol=K or None, **label_kwargs(self.ema, n, torch.arange(n) % K if K else None))
+                      ncol=K or None, **label_kwargs(self.ema, n, classes_in_turn(self.ema, n)))
     f.savefig(self.run_dir / f'samples_{self.nimg // 1000:07d}k.png', dpi=100)
 
 # %% ../nbs/11_training.ipynb #88cd2591
